@@ -1,0 +1,92 @@
+"""Which array module runs the maths, how arrays move between devices, and seeded RNGs.
+
+Every piece of array code in minirec is written once against ``xp``, an array module that is
+either NumPy or CuPy (they share an API). The *backend* names how training runs:
+
+=========  ======================  ==========================================================
+backend    array module ``xp``     training step
+=========  ======================  ==========================================================
+numpy      numpy                   the layers' forward/backward pairs, one batch at a time
+numba      numpy                   fused Numba kernels (``minirec/kernels/numba_cpu.py``)
+cupy       cupy                    the same layer code on the GPU, plus CuPy kernels
+auto       cupy if a GPU works,    —
+           else numba
+=========  ======================  ==========================================================
+
+``MINIREC_BACKEND`` sets the default for models built without ``backend=``.
+Nothing here imports Numba or CuPy at import time: ``import minirec`` stays quick.
+"""
+import os
+
+import numpy as np
+
+BACKENDS = ("numpy", "numba", "cupy", "auto")
+
+
+def cupy_available():
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, or CUDA driver/runtime errors
+        return False
+
+
+def numba_available():
+    try:
+        import numba  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def resolve_backend(name=None):
+    """Turn ``None``/``"auto"``/a name into a concrete backend name, or raise ValueError."""
+    name = name or os.environ.get("MINIREC_BACKEND") or "auto"
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        if cupy_available():
+            return "cupy"
+        return "numba" if numba_available() else "numpy"
+    if name == "cupy" and not cupy_available():
+        raise RuntimeError("backend='cupy' needs CuPy and a CUDA GPU; none is usable here")
+    if name == "numba" and not numba_available():
+        raise RuntimeError("backend='numba' needs the numba package (pip install numba)")
+    return name
+
+
+def array_module(backend):
+    """The ``xp`` for a concrete backend name."""
+    if backend == "cupy":
+        import cupy
+        return cupy
+    return np
+
+
+def get_array_module(a):
+    """The module (numpy or cupy) that owns array ``a``."""
+    return type(a).__module__.startswith("cupy") and array_module("cupy") or np
+
+
+def to_numpy(a):
+    """A NumPy copy of ``a`` wherever it lives (a no-op for NumPy arrays)."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def to_xp(a, xp, dtype=None):
+    """Move ``a`` to the array module ``xp`` (host -> device or back), optionally casting."""
+    if xp is np:
+        out = to_numpy(a)
+    else:
+        out = xp.asarray(a)
+    return out.astype(dtype, copy=False) if dtype is not None else out
+
+
+def seeded_rngs(seed, n):
+    """``n`` independent NumPy generators from one seed (init, shuffling, dropout, ...).
+
+    Spawning from one ``SeedSequence`` keeps the streams independent, so drawing more dropout
+    masks never changes the shuffling order, and the same seed always gives the same run.
+    """
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]

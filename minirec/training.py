@@ -1,0 +1,123 @@
+"""The training loop: batching, the per-epoch report, progress, and stopping on a NaN.
+
+``fit`` runs epochs. An epoch shuffles the training rows, cuts them into batches of
+``batch_size`` and hands ranges of batches to the model's *epoch runner*, which depends on the
+backend: the layer-by-layer reference loop (NumPy/CuPy, ``Model.run_batches``) or a fused
+Numba kernel. Runners return the MSE of each batch; the loop adds the report and the checks.
+
+Reported numbers (per epoch, Keras style):
+
+* ``loss``: the mean of the batch MSEs over the epoch plus the L2 penalty of the weights at
+  the end of the epoch — the training objective;
+* ``val_loss``: the plain MSE on ``validation_data``, without any penalty.
+"""
+import math
+import time
+
+import numpy as np
+
+from .backend import to_numpy
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite; the model keeps its last finite weights."""
+
+
+class History:
+    """What ``fit`` returns: ``history`` maps ``"loss"``/``"val_loss"``/``"lr"`` to per-epoch lists."""
+
+    def __init__(self):
+        self.history = {"loss": [], "val_loss": [], "lr": [], "seconds": []}
+        self.epoch = []
+
+    def append(self, epoch, **values):
+        self.epoch.append(epoch)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        last = {k: v[-1] for k, v in self.history.items() if v}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+def epoch_order(n, rng, shuffle=True):
+    """The order in which the ``n`` training rows are visited this epoch."""
+    return rng.permutation(n) if shuffle else np.arange(n)
+
+
+def fit(model, users, movies, y, batch_size=64, epochs=1, validation_data=None, shuffle=True,
+        verbose=1, lr_schedule=None):
+    """Train ``model`` in place; see ``Model.fit`` for the arguments.
+
+    ``lr_schedule(step, n_steps)``, when given, sets the learning rate of every batch (a
+    one-cycle schedule, say); ``step`` counts batches from 0 over the whole call.
+    """
+    if model.optimizer is None:
+        raise RuntimeError("call model.compile(optimizer) before fit")
+    n = len(y)
+    if n == 0:
+        raise ValueError("fit needs at least one training rating")
+    n_batches = math.ceil(n / batch_size)
+    history = History()
+    base_lr = model.optimizer.lr
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        order = epoch_order(n, model.shuffle_rng, shuffle)
+        if lr_schedule is None:
+            lrs = np.full(n_batches, model.optimizer.lr)
+        else:
+            first = (epoch - 1) * n_batches
+            lrs = np.array([lr_schedule(first + b, epochs * n_batches) for b in range(n_batches)])
+        losses = _run_epoch(model, users, movies, y, order, batch_size, lrs, epoch, verbose)
+        seconds = time.perf_counter() - start
+        loss = float(np.mean(losses)) + model.penalty()
+        val_loss = None
+        if validation_data is not None:
+            (vu, vm), vy = validation_data
+            val_loss = model.evaluate([vu, vm], vy)
+        history.append(epoch, loss=loss, val_loss=val_loss, lr=float(lrs[-1]), seconds=seconds)
+        if verbose:
+            line = f"Epoch {epoch}/{epochs} - {n:,} samples - {seconds:.2f}s - loss: {loss:.4f}"
+            if val_loss is not None:
+                line += f" - val_loss: {val_loss:.4f}"
+            print(line, flush=True)
+    if lr_schedule is not None:
+        model.optimizer.lr = base_lr
+    return history
+
+
+def _run_epoch(model, users, movies, y, order, batch_size, lrs, epoch, verbose):
+    """Run one epoch in chunks of batches (for the progress bar); stop on a non-finite loss."""
+    n_batches = len(lrs)
+    snapshot = {k: v.copy() for k, v in model.params.items()}  # last known-good weights
+    chunk = max(1, n_batches // 100)
+    losses = np.empty(n_batches)
+    bar = _progress(n_batches, epoch, verbose)
+    for first in range(0, n_batches, chunk):
+        last = min(n_batches, first + chunk)
+        part, bad = model.run_batches(users, movies, y, order, batch_size, lrs, first, last)
+        losses[first:first + len(part)] = part
+        if bad >= 0:
+            bar.close()
+            _diverged(model, snapshot, epoch, bad, part[-1])
+        bar.update(last - first)
+    bar.close()
+    return losses
+
+
+def _diverged(model, snapshot, epoch, batch, loss):
+    """Keep the last finite weights and raise a clear error naming epoch and batch."""
+    where = "before that batch"
+    if not all(np.isfinite(to_numpy(p)).all() for p in model.params.values()):
+        model.set_params(snapshot)
+        where = f"from the start of epoch {epoch}"
+    raise TrainingDiverged(
+        f"training loss became {loss} at epoch {epoch}, batch {batch + 1}; the model keeps "
+        f"its last finite weights ({where}). Try a smaller learning rate.")
+
+
+def _progress(total, epoch, verbose):
+    """A tqdm bar that only appears when an epoch runs longer than a couple of seconds."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}", unit="batch", leave=False, delay=2.0,
+                disable=None if verbose else True)  # None: only on a terminal
