@@ -95,7 +95,8 @@ def _run_epoch(model, users, movies, y, order, batch_size, lrs, epoch, verbose):
     bar = _progress(n_batches, epoch, verbose)
     for first in range(0, n_batches, chunk):
         last = min(n_batches, first + chunk)
-        part, bad = model.run_batches(users, movies, y, order, batch_size, lrs, first, last)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite losses are caught below
+            part, bad = model.run_batches(users, movies, y, order, batch_size, lrs, first, last)
         losses[first:first + len(part)] = part
         if bad >= 0:
             bar.close()

@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("minirec", max_examples=40, deadline=None)
+settings.load_profile("minirec")
+
+
+def data_home():
+    """The folder that holds real MovieLens copies (``MINIREC_DATA``), or None."""
+    home = os.environ.get("MINIREC_DATA")
+    return Path(home) if home and Path(home).is_dir() else None
+
+
+@pytest.fixture
+def movielens_2016():
+    """The 2016 ml-latest-small release, or a skip that says how to provide it."""
+    home = data_home()
+    folder = home / "ml-latest-small-2016" if home else None
+    if folder is None or not (folder / "ratings.csv").exists():
+        pytest.skip("real MovieLens data not found: set MINIREC_DATA to a folder holding "
+                    "ml-latest-small-2016/ (CI uses ../shared/data)")
+    return folder

@@ -1,0 +1,90 @@
+"""Properties of the layers on tiny random shapes (hypothesis), duplicate ids included."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from minirec.layers import Concat, Dense, Dot, Dropout, Embedding, ReLU
+
+small = st.integers(1, 4)
+finite = st.floats(-3, 3, allow_nan=False, width=64)
+
+
+@given(n=small, F=small, ids=st.lists(st.integers(0, 3), min_size=1, max_size=8), seed=st.integers(0, 2**16))
+def test_embedding_backward_equals_one_hot_matmul(n, F, ids, seed):
+    """dW = onehot(idx)ᵀ @ dout — the dense formula a scatter-add must match, repeats included."""
+    idx = np.array(ids) % n
+    rng = np.random.default_rng(seed)
+    layer = Embedding(n, F, rng=rng, dtype=np.float64)
+    out = layer.forward(idx)
+    assert out.shape == (len(idx), F)
+    dout = rng.standard_normal((len(idx), F))
+    layer.backward(dout)
+    one_hot = np.eye(n)[idx]                      # (N, n)
+    np.testing.assert_allclose(layer.grads["W"], one_hot.T @ dout, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.sort(layer.rows()), np.unique(idx))
+
+
+@given(N=small, F=small, seed=st.integers(0, 2**16))
+def test_backward_never_modifies_dout(N, F, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((N, F)), rng.standard_normal((N, F))
+    for layer, args, dout in [
+        (Dot(), (a, b), rng.standard_normal(N)),
+        (Concat(), (a, b), rng.standard_normal((N, 2 * F))),
+        (ReLU(), (a,), rng.standard_normal((N, F))),
+        (Dropout(0.5, rng=rng), (a,), rng.standard_normal((N, F))),
+        (Dense(F, 3, rng=rng, dtype=np.float64), (a,), rng.standard_normal((N, 3))),
+    ]:
+        layer.forward(*args)
+        before = dout.copy()
+        layer.backward(dout)
+        np.testing.assert_array_equal(dout, before, err_msg=type(layer).__name__)
+
+
+@given(p=st.floats(0.0, 0.9), seed=st.integers(0, 2**16))
+def test_dropout_preserves_the_mean_in_expectation(p, seed):
+    """Inverted dropout: E[out] = x. Over 200,000 entries the sample mean is within 5 sigma."""
+    x = np.ones(200_000)
+    out = Dropout(p, rng=np.random.default_rng(seed)).forward(x, training=True)
+    sigma = np.sqrt(p / (1 - p) / x.size)  # std of the mean of keep/(1-p)
+    assert abs(out.mean() - 1.0) <= 5 * sigma + 1e-12
+    kept = out[out != 0]
+    np.testing.assert_allclose(kept, 1.0 / (1.0 - p))
+
+
+@given(x=arrays(np.float64, (3, 4), elements=finite))
+def test_dropout_is_the_identity_at_eval(x):
+    layer = Dropout(0.75, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(layer.forward(x, training=False), x)
+    np.testing.assert_array_equal(layer.backward(x), x)
+
+
+def test_dropout_p_is_the_drop_rate():
+    out = Dropout(0.75, rng=np.random.default_rng(0)).forward(np.ones(100_000))
+    assert abs((out == 0).mean() - 0.75) < 0.01
+
+
+def test_dropout_rejects_p_of_one():
+    with pytest.raises(ValueError, match="drop probability"):
+        Dropout(1.0)
+
+
+def test_embedding_init_is_keras_uniform():
+    W = Embedding(1000, 50, rng=np.random.default_rng(0)).params["W"]
+    assert W.dtype == np.float32 and W.shape == (1000, 50)
+    assert W.min() >= -0.05 and W.max() <= 0.05 and W.std() > 0.02
+
+
+def test_dense_init_is_glorot_uniform_with_zero_bias():
+    layer = Dense(100, 70, rng=np.random.default_rng(0))
+    limit = np.sqrt(6 / 170)
+    assert np.abs(layer.params["W"]).max() <= limit and layer.params["W"].std() > limit / 3
+    assert not layer.params["b"].any()
+
+
+def test_embedding_penalty_is_l2_times_sum_of_squares():
+    layer = Embedding(3, 2, l2=0.5, dtype=np.float64)
+    layer.params["W"][:] = [[1, 2], [0, 0], [-1, 1]]
+    assert layer.penalty() == pytest.approx(0.5 * (1 + 4 + 1 + 1))

@@ -1,0 +1,92 @@
+"""Adam and SGD: hand-computed steps, dense and lazy modes, and live learning-rate changes."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minirec import SGD, Adam, DotProductBias
+
+
+def test_adam_two_steps_by_hand_dense():
+    """p0 = 1, g1 = 0.5, g2 = -1, lr = 0.1, β1 = 0.9, β2 = 0.999, ε = 1e-8.
+
+    t=1: m = 0.05, v = 0.00025, m̂ = 0.5, v̂ = 0.25, p = 1 - 0.1·0.5/(0.5 + 1e-8) = 0.900000002
+    t=2: m = 0.045 - 0.1 = -0.055, v = 0.00024975 + 0.001 = 0.00124975,
+         m̂ = -0.055/0.19 = -0.289473684..., v̂ = 0.00124975/0.001999 = 0.625187594...,
+         p = 0.900000002 + 0.1·0.289473684/(0.790688...) = 0.936610354...
+    """
+    p = {"w": np.array([1.0])}
+    opt = Adam(lr=0.1)
+    opt.step(p, {"w": np.array([0.5])})
+    assert p["w"][0] == pytest.approx(0.900000002, abs=1e-12)
+    opt.step(p, {"w": np.array([-1.0])})
+    assert p["w"][0] == pytest.approx(0.9366103542, abs=1e-9)
+    assert opt.state["w"]["m"][0] == pytest.approx(-0.055)
+    assert opt.state["w"]["v"][0] == pytest.approx(0.00124975)
+
+
+def test_adam_two_steps_by_hand_lazy():
+    """Three rows: batch 1 sees row 0, batch 2 sees row 1. Lazy: row 2 never moves, row 0 does
+    not move at t=2, and row 1's first step uses t=2's bias correction. Dense: every row moves."""
+    grads1 = {"E": np.array([[0.5], [0.0], [0.0]])}
+    grads2 = {"E": np.array([[0.0], [-1.0], [0.0]])}
+    lazy = {"E": np.ones((3, 1))}
+    opt = Adam(lr=0.1, lazy=True)
+    opt.step(lazy, grads1, rows={"E": np.array([0])})
+    opt.step(lazy, grads2, rows={"E": np.array([1])})
+    assert lazy["E"][0, 0] == pytest.approx(0.900000002, abs=1e-12)  # one step, then left alone
+    assert lazy["E"][2, 0] == 1.0
+    # row 1 at t=2: m = 0.1·(-1) = -0.1, v = 0.001·1 = 0.001, m̂ = -0.1/0.19, v̂ = 0.001/0.001999
+    m_hat, v_hat = -0.1 / 0.19, 0.001 / 0.001999
+    assert lazy["E"][1, 0] == pytest.approx(1 - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-8), abs=1e-12)
+
+    dense = {"E": np.ones((3, 1))}
+    opt = Adam(lr=0.1)
+    opt.step(dense, grads1, rows={"E": np.array([0])})
+    opt.step(dense, grads2, rows={"E": np.array([1])})
+    # row 0 in dense mode takes a second step with g = 0: m = 0.045, m̂ = 0.045/0.19,
+    # v = 0.00024975, v̂ = 0.00024975/0.001999
+    m_hat, v_hat = 0.045 / 0.19, 0.00024975 / 0.001999
+    assert dense["E"][0, 0] == pytest.approx(0.900000002 - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-8), abs=1e-9)
+    assert dense["E"][2, 0] == 1.0  # zero gradient from zero moments: no move
+
+
+@given(lr=st.floats(1e-4, 1.0), g=st.floats(-1e3, 1e3).filter(lambda x: abs(x) > 1e-6))
+def test_adam_first_step_moves_at_most_lr(lr, g):
+    p = {"w": np.array([0.3])}
+    Adam(lr=lr).step(p, {"w": np.array([g])})
+    assert abs(p["w"][0] - 0.3) <= lr * (1 + 1e-9)
+
+
+def test_sgd_step():
+    p = {"w": np.array([1.0, 2.0])}
+    SGD(lr=0.5).step(p, {"w": np.array([2.0, -2.0])})
+    np.testing.assert_array_equal(p["w"], [0.0, 3.0])
+
+
+def test_decoupled_weight_decay_shrinks_outside_the_adaptive_step():
+    p = {"w": np.array([2.0])}
+    Adam(lr=0.1, weight_decay=0.5).step(p, {"w": np.array([0.0])})
+    assert p["w"][0] == pytest.approx(2.0 - 0.1 * 0.5 * 2.0)
+
+
+def _toy(seed=0):
+    rng = np.random.default_rng(seed)
+    users, movies = rng.integers(0, 20, 500), rng.integers(0, 30, 500)
+    return users, movies, rng.integers(1, 11, 500) / 2
+
+
+def test_changing_lr_between_fits_changes_the_step_size():
+    """Two identical models; after one epoch each, one gets lr 0.01, the other keeps 0.001.
+    The next epoch's weight change must be about 10 times bigger (Adam steps scale with lr)."""
+    users, movies, y = _toy()
+    moves = []
+    for lr in (0.001, 0.01):
+        model = DotProductBias(20, 30, n_factors=4, seed=3, backend="numpy")
+        model.compile(Adam(0.001))
+        model.fit([users, movies], y, epochs=1, verbose=0)
+        model.optimizer.lr = lr
+        before = {k: v.copy() for k, v in model.params.items()}
+        model.fit([users, movies], y, epochs=1, verbose=0)
+        moves.append(sum(np.abs(model.params[k] - before[k]).sum() for k in before))
+    assert 5 < moves[1] / moves[0] < 15
