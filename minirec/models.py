@@ -33,6 +33,7 @@ from . import training
 from .backend import array_module, resolve_backend, seeded_rngs, to_numpy, to_xp
 from .layers import Concat, Dense, Dot, Dropout, Embedding, ReLU
 from .losses import mse, mse_of
+from .optim import Adam, one_cycle_lr
 
 
 class Model:
@@ -143,7 +144,26 @@ class Model:
         return training.fit(self, users, movies, y, batch_size, epochs, validation_data,
                             shuffle, verbose, lr_schedule)
 
+    def fit_one_cycle(self, x, y, epochs, lr_max, batch_size=64, validation_data=None, verbose=1,
+                      **one_cycle):
+        """``fit`` with the one-cycle learning-rate schedule (see ``optim.one_cycle_lr``).
+
+        The optimiser's ``lr`` is restored afterwards.
+        """
+        def schedule(step, n_steps):
+            return one_cycle_lr(step, n_steps, lr_max, **one_cycle)
+        return self.fit(x, y, batch_size, epochs, validation_data, verbose=verbose,
+                        lr_schedule=schedule)
+
     def run_batches(self, users, movies, y, order, batch_size, lrs, first, last):
+        """Train on batches ``first..last-1`` of ``order``: the fused Numba kernels when the
+        backend is ``numba`` and the optimiser is Adam, else the layer-by-layer reference."""
+        if self.backend == "numba" and isinstance(self.optimizer, Adam):
+            from .kernels import numba_cpu
+            return numba_cpu.run_batches(self, users, movies, y, order, batch_size, lrs, first, last)
+        return self.reference_batches(users, movies, y, order, batch_size, lrs, first, last)
+
+    def reference_batches(self, users, movies, y, order, batch_size, lrs, first, last):
         """The reference epoch runner: batches ``first..last-1`` of ``order``, one at a time.
 
         Returns (batch MSEs, index of the batch whose loss was not finite, or -1). The optimiser

@@ -113,3 +113,19 @@ class Adam(Optimizer):
             step = step + (lr * self.weight_decay) * p[r]
         m_all[r], v_all[r] = m, v
         p[r] = p[r] - step
+
+
+def one_cycle_lr(step, n_steps, lr_max, div=25.0, final_div=1e4, pct_start=0.25):
+    """The one-cycle learning rate (Smith 2018, as fastai does it) at batch ``step`` of ``n_steps``.
+
+    Warm up from lr_max/div to lr_max over the first ``pct_start`` of the steps, then anneal
+    down to lr_max/(div·final_div); both halves follow a cosine::
+
+        cos_anneal(a, b, x) = b + (a - b) · (1 + cos(π x)) / 2,   x going 0 -> 1
+    """
+    warm = max(1, int(round(pct_start * n_steps)))
+    if step < warm:
+        a, b, x = lr_max / div, lr_max, step / warm
+    else:
+        a, b, x = lr_max, lr_max / (div * final_div), (step - warm) / max(1, n_steps - warm)
+    return b + (a - b) * (1 + np.cos(np.pi * x)) / 2
