@@ -38,7 +38,11 @@ class Embedding(Layer):
     ``np.add.at`` (``cupyx.scatter_add`` on the GPU) adds every row.
 
     ``l2`` is the Keras regulariser: it adds ``l2 * sum(W**2)`` over the *whole* table to the
-    training loss (see ``penalty``); the model adds its gradient ``2 * l2 * W``.
+    training loss (see ``penalty``); ``l2_grad()`` is its gradient ``2 * l2 * W``.
+
+    ``row_scale`` (n, 1), when set, weighs row k's penalty by ``row_scale[k]``. Lazy training
+    uses it (see ``Model.balance_lazy_l2``): a row that is seen in few batches is penalised
+    more each time it is seen, so that on average it is regularised as much as under Keras.
     """
 
     def __init__(self, n, n_factors, l2=0.0, rng=None, dtype=np.float32, xp=np, scale=0.05):
@@ -47,6 +51,7 @@ class Embedding(Layer):
         W = rng.uniform(-scale, scale, size=(n, n_factors)).astype(dtype)
         self.params["W"] = xp.asarray(W)
         self.l2 = float(l2)
+        self.row_scale = None
         self.idx = None
 
     def forward(self, idx):
@@ -67,11 +72,20 @@ class Embedding(Layer):
         return xp.unique(self.idx)
 
     def penalty(self):
-        """``l2 * sum(W**2)`` over the whole table (0 when ``l2`` is 0)."""
+        """``l2 * sum(W**2)`` over the whole table (0 when ``l2`` is 0), rows weighted by
+        ``row_scale`` when it is set."""
         if not self.l2:
             return 0.0
         W = self.params["W"]
-        return self.l2 * float((W * W).sum())
+        W2 = W * W if self.row_scale is None else self.row_scale * (W * W)
+        return self.l2 * float(W2.sum())
+
+    def l2_grad(self):
+        """The gradient of ``penalty``: ``2 * l2 * W`` (times ``row_scale`` when set)."""
+        W = self.params["W"]
+        if self.row_scale is None:
+            return (2.0 * self.l2) * W
+        return ((2.0 * self.l2) * self.row_scale) * W
 
 
 def scatter_add(target, idx, values):

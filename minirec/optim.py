@@ -90,14 +90,22 @@ class Adam(Optimizer):
 
     ``lazy=True`` updates only the embedding rows seen in the batch (t still counts every batch,
     as PyTorch's SparseAdam does); ``lazy=False`` updates every row (Keras).
+
+    ``lazy_l2`` says how a lazy step regularises: ``"balanced"`` (default) weighs each row's
+    L2 by how rarely it is seen, so the expected penalty matches Keras's whole-table one (see
+    ``Model.balance_lazy_l2``); ``"seen"`` applies the plain λ to the rows seen (PyTorch's
+    SparseAdam with the penalty on looked-up rows — it overfits).
     """
 
     def __init__(self, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
-                 lazy=False):
+                 lazy=False, lazy_l2="balanced"):
         super().__init__(lr)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.weight_decay = float(weight_decay)
         self.lazy = bool(lazy)
+        if lazy_l2 not in ("balanced", "seen"):
+            raise ValueError(f"lazy_l2 must be 'balanced' or 'seen', got {lazy_l2!r}")
+        self.lazy_l2 = lazy_l2
 
     def _update(self, name, p, g, r):
         b1, b2, t, lr = self.beta_1, self.beta_2, self.iterations, self.lr

@@ -58,6 +58,9 @@ def fit(model, users, movies, y, batch_size=64, epochs=1, validation_data=None, 
     if n == 0:
         raise ValueError("fit needs at least one training rating")
     n_batches = math.ceil(n / batch_size)
+    opt = model.optimizer
+    model.balance_lazy_l2(users, movies, batch_size,
+                          on=opt.lazy and getattr(opt, "lazy_l2", "") == "balanced")
     history = History()
     base_lr = model.optimizer.lr
     for epoch in range(1, epochs + 1):

@@ -13,7 +13,7 @@ Arithmetic stays in the parameters' dtype (float32 or float64) and follows the N
 order, so both backends agree to rounding (``tests/test_parity.py``). Numba would compute
 ``0.9 * m`` in float64 for a float32 ``m``, so every constant arrives already cast:
 
-* ``c``: β1, 1-β1, β2, 1-β2, ε, 1, lo, hi-lo, 2λ (indices below);
+* ``c``: β1, 1-β1, β2, 1-β2, ε, 1, lo, hi-lo, 2λ, 0 (indices below);
 * ``steps[b]``: lr_t, ε_t, lr·weight_decay for batch b (computed in float64 in Python,
   then cast, as NumPy casts a Python float).
 
@@ -26,14 +26,14 @@ from numba import njit
 
 from .denormals import flush_denormals, restore_fp_mode
 
-B1, OMB1, B2, OMB2, EPS, ONE, LO, SPAN, L2X2 = range(9)   # indices into c
+B1, OMB1, B2, OMB2, EPS, ONE, LO, SPAN, L2X2, ZERO = range(10)   # indices into c
 LR_T, EPS_T, LRWD = range(3)                               # indices into steps[b]
 
 
 def constants(dtype, opt, y_range, l2):
     lo, hi = y_range if y_range is not None else (0.0, 1.0)
     b1, b2 = opt.beta_1, opt.beta_2
-    return np.array([b1, 1 - b1, b2, 1 - b2, opt.epsilon, 1.0, lo, hi - lo, 2.0 * l2], dtype)
+    return np.array([b1, 1 - b1, b2, 1 - b2, opt.epsilon, 1.0, lo, hi - lo, 2.0 * l2, 0.0], dtype)
 
 
 def step_constants(dtype, opt, lrs, t0):
@@ -55,15 +55,16 @@ def step_constants(dtype, opt, lrs, t0):
 
 
 @njit(cache=True, error_model="numpy")
-def adam_rows(W, G, M, V, rows, n_rows, c, st, l2x2):
-    """Lazy Adam: only rows[0..n_rows-1] of W, each with gradient G[i] + 2λ·W[i]; then G[i] = 0.
+def adam_rows(W, G, M, V, S, rows, n_rows, c, st, l2x2):
+    """Lazy Adam: only rows[0..n_rows-1] of W, each with gradient G[i] + 2λ·S[i]·W[i] (S: the
+    row scales of ``Model.balance_lazy_l2``, or ones); then G[i] = 0.
 
     The bias correction is folded into lr_t and ε_t (see ``step_constants``).
     """
     for k in range(n_rows):
         i = rows[k]
         for f in range(W.shape[1]):
-            g = G[i, f] + l2x2 * W[i, f]
+            g = G[i, f] + (l2x2 * S[i, 0]) * W[i, f]
             m = c[B1] * M[i, f] + c[OMB1] * g          # m <- β1 m + (1-β1) g
             v = c[B2] * V[i, f] + c[OMB2] * (g * g)    # v <- β2 v + (1-β2) g²
             M[i, f] = m
@@ -93,9 +94,9 @@ def adam_all(W, G, M, V, c, st, l2x2):
 
 
 @njit(cache=True, error_model="numpy")
-def update_table(W, G, M, V, rows, n_rows, lazy, c, st, l2x2):
+def update_table(W, G, M, V, S, rows, n_rows, lazy, c, st, l2x2):
     if lazy:
-        adam_rows(W, G, M, V, rows, n_rows, c, st, l2x2)
+        adam_rows(W, G, M, V, S, rows, n_rows, c, st, l2x2)
     else:
         adam_all(W, G, M, V, c, st, l2x2)
         for k in range(n_rows):  # only the rows the batch touched hold a gradient: zero them
@@ -114,13 +115,14 @@ def mark_row(i, batch, seen, rows, n_rows):
 
 @njit(cache=True, error_model="numpy")
 def mf_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy, has_bias,
-               has_range, tables, seen_u, seen_m, rows_u, rows_m, scratch, losses):
+               has_range, tables, SU, SM, seen_u, seen_m, rows_u, rows_m, scratch, losses):
     """Batches first..last-1 of matrix factorisation (DotProduct and DotProductBias).
 
         z = P[u]·Q[m] (+ BU[u] + BM[m]);  r̂ = z, or r̂ = lo + (hi-lo)·σ(z) with a y_range
 
     ``tables`` = (P, Q, BU, BM) and, for each, its gradient G, and Adam's moments M and V:
-    P (U, F), Q (M, F), BU (U, 1), BM (M, 1). Returns the first batch whose loss was not
+    P (U, F), Q (M, F), BU (U, 1), BM (M, 1); SU (U, 1), SM (M, 1) the lazy L2 row scales.
+    Returns the first batch whose loss was not
     finite (nothing updated for it), or -1.
     """
     P, Q, BU, BM, GP, GQ, GBU, GBM, MP, MQ, MBU, MBM, VP, VQ, VBU, VBM = tables
@@ -163,11 +165,113 @@ def mf_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy,
             bad = b
             break
         st = steps[b - first]
-        update_table(P, GP, MP, VP, rows_u, nu, lazy, c, st, c[L2X2])
-        update_table(Q, GQ, MQ, VQ, rows_m, nm, lazy, c, st, c[L2X2])
+        update_table(P, GP, MP, VP, SU, rows_u, nu, lazy, c, st, c[L2X2])
+        update_table(Q, GQ, MQ, VQ, SM, rows_m, nm, lazy, c, st, c[L2X2])
         if has_bias:  # biases carry no L2
-            update_table(BU, GBU, MBU, VBU, rows_u, nu, lazy, c, st, c[L2X2] * 0)
-            update_table(BM, GBM, MBM, VBM, rows_m, nm, lazy, c, st, c[L2X2] * 0)
+            update_table(BU, GBU, MBU, VBU, SU, rows_u, nu, lazy, c, st, c[ZERO])
+            update_table(BM, GBM, MBM, VBM, SM, rows_m, nm, lazy, c, st, c[ZERO])
+    restore_fp_mode(fp_mode)
+    return bad
+
+
+@njit(cache=True, fastmath=True)
+def row_dot(a, b):
+    """Σ_j a[j]·b[j]. ``fastmath`` lets LLVM reorder the sum and so vectorise it (a strict
+    left-to-right float sum cannot be split into lanes); the result differs only by rounding."""
+    total = a[0] * 0
+    for j in range(a.shape[0]):
+        total += a[j] * b[j]
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def nn_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy, has_range,
+               tables, dense, D1, D2, SU, SM, seen_u, seen_m, rows_u, rows_m, scratch, losses):
+    """Batches first..last-1 of the neural net, one rating at a time (forward, then backward):
+
+        x  = [P[u], Q[m]] · D1[k]          (2F,)  D1: dropout scale, 0 or 1/(1-p1)
+        h  = relu(x @ W1 + b1) · D2[k]      (H,)   D2: dropout scale, 0 or 1/(1-p2)
+        z  = h @ W2 + b2;  r̂ = z, or lo + (hi-lo)·σ(z)
+
+    The weights do not change within a batch, so each rating's gradient can be added as soon
+    as it is computed. ``tables`` = (P, Q, GP, GQ, MP, MQ, VP, VQ) for the embeddings and
+    ``dense`` = (W1, GW1, MW1, VW1, W2, GW2, MW2, VW2, b1, Gb1, Mb1, Vb1, b2, Gb2, Mb2, Vb2),
+    with b1 (1, H) and b2 (1, 1); the dense layers are always updated densely, without L2.
+    D1 (n, 2F) and D2 (n, H) hold one row per rating of these batches, in batch order.
+    """
+    P, Q, GP, GQ, MP, MQ, VP, VQ = tables
+    W1, GW1, MW1, VW1, W2, GW2, MW2, VW2, b1, Gb1, Mb1, Vb1, b2, Gb2, Mb2, Vb2 = dense
+    n, F, H = order.shape[0], P.shape[1], W1.shape[1]
+    x = np.empty(2 * F, P.dtype)
+    hpre = np.empty(H, P.dtype)
+    h = np.empty(H, P.dtype)
+    fp_mode = flush_denormals()
+    bad = -1
+    k0 = first * batch_size  # D1/D2 row of the first rating of batch `first`
+    for b in range(first, last):
+        start, stop = b * batch_size, min(n, (b + 1) * batch_size)
+        scratch[0] = 2.0 / (stop - start)
+        two_over_n = scratch[0]
+        loss = 0.0
+        nu = nm = 0
+        for k in range(start, stop):
+            r = order[k]
+            u, m, d = users[r], movies[r], k - k0
+            for f in range(F):                      # concat + dropout 1
+                x[f] = P[u, f] * D1[d, f]
+                x[F + f] = Q[m, f] * D1[d, F + f]
+            for j in range(H):
+                hpre[j] = 0
+            for i in range(2 * F):                  # x @ W1 (row by row: contiguous in j)
+                for j in range(H):
+                    hpre[j] += x[i] * W1[i, j]
+            z = c[ZERO]
+            for j in range(H):                      # + b1, relu, dropout 2, @ W2
+                hpre[j] = hpre[j] + b1[0, j]
+                h[j] = (hpre[j] if hpre[j] > 0 else c[ZERO]) * D2[d, j]
+                z += h[j] * W2[j, 0]
+            z = z + b2[0, 0]
+            pred = z
+            if has_range:
+                s = c[ONE] / (c[ONE] + np.exp(-z))
+                pred = c[LO] + c[SPAN] * s
+            err = pred - y[r]
+            loss += err * err
+            dz = err * two_over_n
+            if has_range:
+                dz = dz * ((c[SPAN] * s) * (c[ONE] - s))
+            Gb2[0, 0] += dz                          # backward through dense_2
+            for j in range(H):
+                GW2[j, 0] += h[j] * dz
+                dh = dz * W2[j, 0] * D2[d, j]         # through dropout 2
+                h[j] = dh if hpre[j] > 0 else c[ZERO]  # through relu (h now holds dh)
+                Gb1[0, j] += h[j]
+            for i in range(2 * F):                  # dense_1: dW1 += x ⊗ dh, dx = W1 · dh
+                for j in range(H):
+                    GW1[i, j] += x[i] * h[j]
+                dx = row_dot(W1[i], h)
+                if i < F:                            # through dropout 1, then scatter-add
+                    GP[u, i] += dx * D1[d, i]
+                else:
+                    GQ[m, i - F] += dx * D1[d, i]
+            nu = mark_row(u, b, seen_u, rows_u, nu)
+            nm = mark_row(m, b, seen_m, rows_m, nm)
+        losses[b - first] = loss / (stop - start)
+        if not np.isfinite(losses[b - first]):
+            bad = b
+            break
+        st = steps[b - first]
+        update_table(P, GP, MP, VP, SU, rows_u, nu, lazy, c, st, c[L2X2])
+        update_table(Q, GQ, MQ, VQ, SM, rows_m, nm, lazy, c, st, c[L2X2])
+        no_l2 = c[ZERO]
+        adam_all(W1, GW1, MW1, VW1, c, st, no_l2)
+        adam_all(W2, GW2, MW2, VW2, c, st, no_l2)
+        adam_all(b1, Gb1, Mb1, Vb1, c, st, no_l2)
+        adam_all(b2, Gb2, Mb2, Vb2, c, st, no_l2)
+        GW1[:] = 0
+        GW2[:] = 0
+        Gb1[:] = 0
+        Gb2[:] = 0
     restore_fp_mode(fp_mode)
     return bad
 
@@ -185,6 +289,8 @@ class Workspace:
         self.rows_m = np.empty(model.n_movies, np.int64)
         self.scratch = np.empty(1, model.dtype)
         self.dummy = np.zeros((1, 1), model.dtype)
+        self.ones_user = np.ones((model.n_users, 1), model.dtype)
+        self.ones_movie = np.ones((model.n_movies, 1), model.dtype)
 
 
 def workspace(model):
@@ -192,6 +298,11 @@ def workspace(model):
     if ws is None or any(ws.grads[k].shape != p.shape for k, p in model.params.items()):
         ws = model._numba_workspace = Workspace(model)
     return ws
+
+
+def row_scale(model, who, ws):
+    scale = model.layers[f"{who}_embedding"].row_scale
+    return scale if scale is not None else getattr(ws, f"ones_{who}")
 
 
 def run_batches(model, users, movies, y, order, batch_size, lrs, first, last):
@@ -202,19 +313,63 @@ def run_batches(model, users, movies, y, order, batch_size, lrs, first, last):
     ws.seen_m.fill(-1)
     steps = step_constants(model.dtype, opt, lrs[first:last], opt.iterations)
     losses = np.empty(last - first)
-    params = model.params
-    names = ["user_embedding.W", "movie_embedding.W", "user_bias.W", "movie_bias.W"]
-    if "dense_1.W" in params:
-        raise NotImplementedError
-    W = [params.get(k, ws.dummy) for k in names]
-    G = [ws.grads.get(k, ws.dummy) for k in names]
-    M = [opt._slot(k, "m", params[k]) if k in params else ws.dummy for k in names]
-    V = [opt._slot(k, "v", params[k]) if k in params else ws.dummy for k in names]
-    c = constants(model.dtype, opt, getattr(model, "y_range", None), model.l2)
-    bad = mf_batches(users, movies, y, order, batch_size, first, last, steps, c, opt.lazy,
-                     "user_bias.W" in params, getattr(model, "y_range", None) is not None,
-                     tuple(W + G + M + V), ws.seen_u, ws.seen_m, ws.rows_u, ws.rows_m,
-                     ws.scratch, losses)
+    c = constants(model.dtype, opt, model.y_range, model.l2)
+    y_range = model.y_range is not None
+    scales = (row_scale(model, "user", ws), row_scale(model, "movie", ws))
+    rows = (ws.seen_u, ws.seen_m, ws.rows_u, ws.rows_m, ws.scratch, losses)
+    if "dense_1.W" in model.params:
+        emb = ["user_embedding.W", "movie_embedding.W"]
+        dense = [k for name in ("dense_1.W", "dense_2.W", "dense_1.b", "dense_2.b")
+                 for k in state(model, ws, name)]
+        D1, D2 = dropout_scales(model, order, batch_size, first, last)
+        bad = nn_batches(users, movies, y, order, batch_size, first, last, steps, c, opt.lazy,
+                         y_range, table_state(model, ws, emb), tuple(dense), D1, D2, *scales,
+                         *rows)
+    else:
+        names = ["user_embedding.W", "movie_embedding.W", "user_bias.W", "movie_bias.W"]
+        bad = mf_batches(users, movies, y, order, batch_size, first, last, steps, c, opt.lazy,
+                         "user_bias.W" in model.params, y_range, table_state(model, ws, names),
+                         *scales, *rows)
     done = last - first if bad < 0 else bad - first
     opt.iterations += done
     return losses[:done + (bad >= 0)], bad
+
+
+def as_2d(a):
+    """Biases (H,) travel as (1, H) views, so every table the kernels see is 2-D."""
+    return a.reshape(1, -1) if a.ndim == 1 else a
+
+
+def state(model, ws, name):
+    """(weights, gradient buffer, Adam m, Adam v) of one parameter, 2-D; dummies if absent."""
+    p = model.params.get(name)
+    if p is None:
+        return (ws.dummy,) * 4
+    opt = model.optimizer
+    return tuple(as_2d(a) for a in (p, ws.grads[name], opt._slot(name, "m", p), opt._slot(name, "v", p)))
+
+
+def table_state(model, ws, names):
+    """All weights, then all gradients, then all m, then all v (the order the kernels unpack)."""
+    parts = [state(model, ws, name) for name in names]
+    return tuple(part[i] for i in range(4) for part in parts)
+
+
+def dropout_scales(model, order, batch_size, first, last):
+    """The dropout scales of batches first..last-1, drawn exactly as the layers draw them.
+
+    ``Dropout.forward`` draws ``rng.random((N, 2F))`` then ``rng.random((N, H))`` per batch
+    from the model's dropout generator; drawing in the same order here gives the same masks,
+    so the kernel and the reference train the same network.
+    """
+    D1, D2 = [], []
+    for b in range(first, last):
+        nb = len(order[b * batch_size:(b + 1) * batch_size])
+        for layer, width, out in ((model.drop_1, 2 * model.n_factors, D1),
+                                  (model.drop_2, model.hidden, D2)):
+            if layer.p == 0.0:
+                out.append(np.ones((nb, width), model.dtype))
+            else:
+                keep = layer.rng.random((nb, width)) >= layer.p
+                out.append(keep.astype(model.dtype) / model.dtype.type(1.0 - layer.p))
+    return np.concatenate(D1), np.concatenate(D2)
