@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -55,12 +56,17 @@ class DataNotFound(FileNotFoundError):
     """No local copy and no download: the message says what was tried and what to do."""
 
 
-def default_data_home():
-    """``$MINIREC_DATA``, else ``$XDG_CACHE_HOME/minirec``, else ``~/.cache/minirec``."""
-    if os.environ.get("MINIREC_DATA"):
-        return Path(os.environ["MINIREC_DATA"])
+def default_cache_home():
+    """minirec's own writable folder: ``$XDG_CACHE_HOME/minirec`` or ``~/.cache/minirec``."""
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "minirec"
+
+
+def default_data_home():
+    """``$MINIREC_DATA`` (which may be read-only), else ``default_cache_home()``."""
+    if os.environ.get("MINIREC_DATA"):
+        return Path(os.environ["MINIREC_DATA"])
+    return default_cache_home()
 
 
 class Ratings:
@@ -263,9 +269,12 @@ def _read_table(path, sep, header):
     else:
         kw.update(sep=sep, names=None if header else COLUMNS)
     try:
-        df = pd.read_csv(path, **kw)
-    except pd.errors.ParserError as e:
-        raise DataError(f"{path}: {e}") from None
+        with warnings.catch_warnings():  # a line with extra fields only warns: make it fail
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, index_col=False, **kw)
+    except (pd.errors.ParserError, pd.errors.ParserWarning):
+        line = _first_line_with_extra_fields(path, sep, len(COLUMNS))
+        raise DataError(f"{path}: line {line}: more than {len(COLUMNS)} fields") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     if sep == "::":
@@ -283,7 +292,9 @@ def _read_table(path, sep, header):
             bad = (values.to_numpy() != np.floor(values.to_numpy()))
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(f"{path}: line {row + first}: {col} is {df[col].iloc[row]!r}, "
+            value = df[col].iloc[row]
+            value = repr(value) if isinstance(value, str) else value
+            raise DataError(f"{path}: line {row + first}: {col} is {value}, "
                             f"not {'a number' if col == 'rating' else 'an integer id'}"
                             + (" (truncated line?)" if pd.isna(df[col].iloc[row]) else ""))
         df[col] = values
@@ -294,6 +305,15 @@ def _read_table(path, sep, header):
         raise DataError(f"{path}: line {row + first}: rating {r[row]} is outside "
                         f"{RATING_RANGE[0]}..{RATING_RANGE[1]}")
     return df
+
+
+def _first_line_with_extra_fields(path, sep, n_fields):
+    """The number of the first line with more than ``n_fields`` fields (the slow path)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if len(line.rstrip("\r\n").split(sep)) > n_fields:
+                return number
+    return "?"
 
 
 def _read_titles_csv(path):

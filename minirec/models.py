@@ -361,6 +361,9 @@ class DotProductBias(DotProduct):
              + self.user_bias.forward(users)[:, 0] + self.movie_bias.forward(movies)[:, 0])
         return self.squash.forward(z) if self.squash else z
 
+    def config(self):
+        return {**super().config(), "y_range": self.y_range}
+
     def backward(self, dpred):
         dz = self.squash.backward(dpred) if self.squash else dpred
         super().backward(dz)
@@ -409,4 +412,26 @@ class NeuralNet(Model):
         self.movie.backward(dm)
 
     def config(self):
-        return {**super().config(), "hidden": self.hidden, "l2": self.l2}
+        return {**super().config(), "hidden": self.hidden, "l2": self.l2,
+                "dropout": list(self.dropout), "y_range": self.y_range}
+
+
+MODELS = {cls.__name__: cls for cls in (DotProduct, DotProductBias, NeuralNet)}
+
+
+def model_from_weights(path, ds=None, backend=None):
+    """Build the model a ``save_weights`` file describes and load it.
+
+    With a data set ``ds``, its user and movie counts must match the file's.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        if "__config__" not in data.files:
+            raise ValueError(f"{path} was not written by minirec's save_weights (no config)")
+        config = json.loads(str(data["__config__"]))
+    kwargs = {k: v for k, v in config.items() if k != "class"}
+    if ds is not None and (ds.n_users, ds.n_movies) != (kwargs["n_users"], kwargs["n_movies"]):
+        raise ValueError(f"{path} was trained on {kwargs['n_users']} users and "
+                         f"{kwargs['n_movies']} movies, but {ds.name} has {ds.n_users} and "
+                         f"{ds.n_movies}")
+    model = MODELS[config["class"]](backend=backend, **kwargs)
+    return model.load_weights(path)

@@ -15,6 +15,16 @@ def data_home():
 
 
 @pytest.fixture
+def shared_data():
+    """The MINIREC_DATA folder with ml-latest-small/ and ml-100k/, or a skip with the reason."""
+    home = data_home()
+    if home is None or not (home / "ml-100k").is_dir() or not (home / "ml-latest-small").is_dir():
+        pytest.skip("real MovieLens data not found: set MINIREC_DATA to a folder holding "
+                    "ml-latest-small/ and ml-100k/ (CI uses ../shared/data)")
+    return home
+
+
+@pytest.fixture
 def movielens_2016():
     """The 2016 ml-latest-small release, or a skip that says how to provide it."""
     home = data_home()

@@ -1,0 +1,69 @@
+"""The minirec command: help, gradcheck, train -> save -> evaluate, and one-line errors."""
+import json
+
+import numpy as np
+import pytest
+
+from minirec.cli import main
+from minirec.synthetic import synthetic_movielens, write_ratings_csv
+
+
+@pytest.fixture
+def tiny_release(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    write_ratings_csv(synthetic_movielens(40, 60, 3000, seed=2), folder / "ratings.csv")
+    return folder
+
+
+def test_gradcheck_exits_zero_and_prints_a_table(capsys):
+    assert main(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    assert "NeuralNet (dense_1.W)" in out and "0 failed" in out
+
+
+def test_train_save_evaluate(tiny_release, tmp_path, capsys):
+    weights = tmp_path / "w.npz"
+    assert main(["train", "--model", "bias", "--data", str(tiny_release), "--epochs", "2",
+                 "--improved", "--save", str(weights), "-q", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    val = float(out.split("validation MSE ")[1].split()[0])
+    assert main(["evaluate", "--weights", str(weights), "--data", str(tiny_release),
+                 "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "DotProductBias" in out and f"validation MSE {val:.4f}" in out
+
+
+def test_lesson4_json(tiny_release, tmp_path, capsys):
+    path = tmp_path / "m.json"
+    assert main(["lesson4", "--data", str(tiny_release), "--improved", "-q", "--json", str(path),
+                 "--weights-dir", str(tmp_path), "--backend", "numpy"]) == 0
+    metrics = json.loads(path.read_text())
+    assert set(metrics["models"]) == {"bias", "nn"}
+    assert all(np.isfinite(m["val_mse"]) and m["epochs"] == 5 for m in metrics["models"].values())
+    assert "same predictions" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_two(tmp_path, capsys):
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,9,3\n")
+    assert main(["train", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("minirec: error:") and "line 2" in err
+    assert main(["evaluate", "--weights", str(tmp_path / "none.npz"), "--data", str(tmp_path)]) == 2
+
+
+def test_weights_for_another_data_set_are_refused(tiny_release, tmp_path, capsys):
+    weights = tmp_path / "w.npz"
+    main(["train", "--model", "dot", "--data", str(tiny_release), "--epochs", "1", "-q",
+          "--save", str(weights), "--backend", "numpy"])
+    other = tmp_path / "other"
+    other.mkdir()
+    write_ratings_csv(synthetic_movielens(10, 12, 200, seed=2), other / "ratings.csv")
+    capsys.readouterr()
+    assert main(["evaluate", "--weights", str(weights), "--data", str(other)]) == 2
+    assert "users" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "lesson4" in capsys.readouterr().out
