@@ -4,6 +4,9 @@
     minirec train --model bias --data ml-latest-small --epochs 5 --lr 0.005 --improved --save w.npz
     minirec evaluate --weights w.npz --data ml-latest-small
     minirec download ml-100k
+    minirec pca --weights w.npz --data ml-latest-small [--components 3] [--plot map.png]
+    minirec recommend --weights w.npz --data ml-latest-small --user 15 [-k 10]
+    minirec similar --weights w.npz --data ml-latest-small --movie "Toy Story (1995)"
     minirec gradcheck
 
 Bad input ends with one line ``minirec: error: ...`` and exit status 2.
@@ -79,6 +82,26 @@ def build_parser():
     p.add_argument("name", help="ml-latest-small, ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest")
     p.add_argument("--data-home", help="where to keep it (default: $MINIREC_DATA or ~/.cache/minirec)")
 
+    p = command("pca", cmd_pca, "principal components of the movie embeddings (and a map)")
+    data_options(p)
+    p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--components", type=int, default=3)
+    p.add_argument("--among", type=int, default=2000, help="the most-rated movies to use")
+    p.add_argument("--plot", metavar="PNG", help="write the movie map (first two components)")
+
+    p = command("recommend", cmd_recommend, "the top movies for a known user")
+    data_options(p)
+    p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--user", required=True, type=int, help="a MovieLens user id")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--include-seen", action="store_true", help="keep movies the user rated")
+
+    p = command("similar", cmd_similar, "movies with the most similar embeddings")
+    data_options(p)
+    p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--movie", required=True, help="a title (or part of one) or a MovieLens id")
+    p.add_argument("-k", type=int, default=10)
+
     p = command("gradcheck", cmd_gradcheck, "check every layer's and model's gradient numerically")
     p.add_argument("--seed", type=int, default=0)
     return parser
@@ -125,6 +148,43 @@ def cmd_evaluate(args):
     print(f"{type(model).__name__} from {args.weights} on {ds.name}: "
           f"validation MSE {model.evaluate(valid.x, valid.y):.4f}, "
           f"training MSE {model.evaluate(train.x, train.y):.4f}")
+
+
+def _trained(args):
+    from .datasets import load_movielens
+    from .models import model_from_weights
+    ds = load_movielens(args.data)
+    return ds, model_from_weights(args.weights, ds, backend=args.backend)
+
+
+def cmd_pca(args):
+    from .analysis import movie_components, plot_movie_map
+    ds, model = _trained(args)
+    result, _, extremes = movie_components(model, ds, args.components, args.among)
+    for c, (top, bottom) in enumerate(extremes):
+        print(f"component {c + 1} ({result.explained_variance_ratio[c]:.1%} of the variance)")
+        print("  top:    " + " | ".join(top))
+        print("  bottom: " + " | ".join(bottom))
+    if args.plot:
+        print(f"wrote the movie map to {plot_movie_map(model, ds, args.plot, among=args.among)}")
+
+
+def cmd_recommend(args):
+    from .analysis import recommend
+    ds, model = _trained(args)
+    if args.user not in ds.userid2idx:
+        raise KeyError(f"unknown user id {args.user}: not in {ds.name}")
+    for j, score in recommend(model, ds, ds.userid2idx[args.user], args.k, not args.include_seen):
+        print(f"{score:5.2f}  {ds.title(j)}")
+
+
+def cmd_similar(args):
+    from .analysis import find_movie, similar_movies
+    ds, model = _trained(args)
+    movie = find_movie(ds, args.movie)
+    print(f"movies most like {ds.title(movie)}:")
+    for j, cosine in similar_movies(model, movie, args.k):
+        print(f"{cosine:+.3f}  {ds.title(j)}")
 
 
 def cmd_download(args):

@@ -176,7 +176,9 @@ class Dropout(Layer):
 
     The mask is drawn from ``self.rng`` (a NumPy Generator), so setting the same generator
     state before two forward passes gives the same mask — which is how gradient checks and
-    backend parity tests repeat a dropout network exactly.
+    backend parity tests repeat a dropout network exactly. On the GPU the mask is drawn on
+    the device, from a CuPy generator seeded once from ``self.rng``: as reproducible, but
+    not the same masks as on the CPU (and no host-to-device copy per batch).
     """
 
     def __init__(self, p, rng=None):
@@ -191,8 +193,13 @@ class Dropout(Layer):
             self.scale = None
             return x
         xp = get_array_module(x)
-        keep = self.rng.random(x.shape) >= self.p
-        self.scale = xp.asarray(keep.astype(x.dtype) / x.dtype.type(1.0 - self.p))
+        if xp is np:
+            keep = self.rng.random(x.shape) >= self.p
+        else:
+            if getattr(self, "device_rng", None) is None:
+                self.device_rng = xp.random.default_rng(int(self.rng.integers(2**63)))
+            keep = self.device_rng.random(x.shape) >= self.p
+        self.scale = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
         return x * self.scale
 
     def backward(self, dout):

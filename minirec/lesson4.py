@@ -109,6 +109,8 @@ def run(data="ml-latest-small", seed=42, keras1_schedule=False, improved=False, 
         if kind == "bias":
             reload_check(model, ds, seed, backend, extra, weights_dir)
     print_table(results, ds, schedule)
+    if "bias" in models and verbose:
+        print_analysis(models["bias"], ds)
     if json_path:
         write_json(json_path, {"data": str(data), "seed": seed, "schedule": schedule,
                                "backend": models[kind].backend, "models": results})
@@ -127,6 +129,22 @@ def reload_check(model, ds, seed, backend, extra, weights_dir):
           f"{'same predictions' if same else 'PREDICTIONS DIFFER'}")
     if not same:
         raise RuntimeError(f"reloading {path} changed the model's predictions")
+
+
+def print_analysis(model, ds):
+    """The notebook's last section, on the bias model: biases, then PCA of the embeddings."""
+    from .analysis import bias_ranking, movie_components
+    low, high = bias_ranking(model, ds, n=15, among=2000)
+    print("\n=== Analysis of the bias model (the 2,000 most-rated movies) ===")
+    for label, pairs in (("lowest movie biases", low), ("highest movie biases", high)):
+        print(f"\n{label}:")
+        for bias, title in pairs:
+            print(f"  {bias:+.3f}  {title}")
+    result, _, extremes = movie_components(model, ds, n_components=3, among=2000, n=10)
+    for c, (top, bottom) in enumerate(extremes):
+        print(f"\nPCA component {c + 1} ({result.explained_variance_ratio[c]:.1%} of the variance)")
+        print("  top:    " + " | ".join(top))
+        print("  bottom: " + " | ".join(bottom))
 
 
 def print_table(results, ds, schedule):

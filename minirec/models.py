@@ -30,7 +30,8 @@ import tempfile
 import numpy as np
 
 from . import training
-from .backend import array_module, resolve_backend, seeded_rngs, to_numpy, to_xp
+from .backend import (array_module, get_array_module, numba_available, resolve_backend, seeded_rngs, to_numpy,
+                      to_xp)
 from .layers import Concat, Dense, Dot, Dropout, Embedding, ReLU
 from .losses import mse, mse_of
 from .optim import Adam, one_cycle_lr
@@ -69,6 +70,25 @@ class Model:
         """Copy ``values`` (name -> array, any backend) into the weights, in place."""
         for name, p in self.params.items():
             p[...] = to_xp(values[name], self.xp, self.dtype)
+
+    def to(self, device):
+        """Move weights, optimiser state and row scales: ``"cpu"`` (Numba, else NumPy),
+        ``"gpu"`` (CuPy), or a backend name. Returns the model."""
+        backend = {"cpu": "numba" if numba_available() else "numpy", "gpu": "cupy"}.get(device, device)
+        self.backend = resolve_backend(backend)
+        self.xp = array_module(self.backend)
+        for layer in self.layers.values():
+            for name in layer.params:
+                layer.params[name] = to_xp(layer.params[name], self.xp)
+            layer.grads = {}
+            if getattr(layer, "row_scale", None) is not None:
+                layer.row_scale = to_xp(layer.row_scale, self.xp)
+        if self.optimizer is not None:
+            for slots in self.optimizer.state.values():
+                for key in slots:
+                    slots[key] = to_xp(slots[key], self.xp)
+        self._numba_workspace = None
+        return self
 
     def embeddings(self):
         """The embedding layers, name -> layer."""
@@ -185,6 +205,9 @@ class Model:
         if self.backend == "numba" and isinstance(self.optimizer, Adam):
             from .kernels import numba_cpu
             return numba_cpu.run_batches(self, users, movies, y, order, batch_size, lrs, first, last)
+        if self.backend == "cupy" and isinstance(self.optimizer, Adam):
+            from .kernels import cupy_gpu
+            return cupy_gpu.run_batches(self, users, movies, y, order, batch_size, lrs, first, last)
         return self.reference_batches(users, movies, y, order, batch_size, lrs, first, last)
 
     def reference_batches(self, users, movies, y, order, batch_size, lrs, first, last):
@@ -333,8 +356,7 @@ class YRange:
         self.lo, self.hi = (float(v) for v in y_range)
 
     def forward(self, z):
-        xp = array_module("cupy") if type(z).__module__.startswith("cupy") else np
-        self.s = 1.0 / (1.0 + xp.exp(-z))
+        self.s = 1.0 / (1.0 + get_array_module(z).exp(-z))
         return self.lo + (self.hi - self.lo) * self.s
 
     def backward(self, dout):

@@ -68,3 +68,15 @@ def write_ratings_csv(ds, path, chunk=1 << 21):
                                  "rating": ds.rating[s:s + chunk],
                                  "timestamp": 1_500_000_000})
             part.to_csv(f, header=False, index=False, float_format="%g")
+
+
+def write_release(ds, folder):
+    """Write ``ds`` as a MovieLens-style folder: ``ratings.csv`` and ``movies.csv``."""
+    from pathlib import Path
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_ratings_csv(ds, folder / "ratings.csv")
+    movies = pd.DataFrame({"movieId": list(ds.titles), "title": list(ds.titles.values()),
+                           "genres": "(no genres listed)"})
+    movies.to_csv(folder / "movies.csv", index=False)
+    return folder

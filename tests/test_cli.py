@@ -5,15 +5,12 @@ import numpy as np
 import pytest
 
 from minirec.cli import main
-from minirec.synthetic import synthetic_movielens, write_ratings_csv
+from minirec.synthetic import synthetic_movielens, write_ratings_csv, write_release
 
 
 @pytest.fixture
 def tiny_release(tmp_path):
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    write_ratings_csv(synthetic_movielens(40, 60, 3000, seed=2), folder / "ratings.csv")
-    return folder
+    return write_release(synthetic_movielens(40, 60, 3000, seed=2), tmp_path / "tiny")
 
 
 def test_gradcheck_exits_zero_and_prints_a_table(capsys):
@@ -67,3 +64,21 @@ def test_weights_for_another_data_set_are_refused(tiny_release, tmp_path, capsys
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "lesson4" in capsys.readouterr().out
+
+
+def test_pca_recommend_similar_commands(tiny_release, tmp_path, capsys):
+    weights = tmp_path / "w.npz"
+    main(["train", "--model", "bias", "--data", str(tiny_release), "--epochs", "1", "-q",
+          "--save", str(weights), "--backend", "numpy"])
+    common = ["--weights", str(weights), "--data", str(tiny_release), "--backend", "numpy"]
+    png = tmp_path / "map.png"
+    assert main(["pca", *common, "--among", "50", "--plot", str(png)]) == 0
+    assert "component 3" in capsys.readouterr().out and png.stat().st_size > 0
+    assert main(["recommend", *common, "--user", "1", "-k", "3"]) == 0
+    assert capsys.readouterr().out.count("Synthetic movie") == 3
+    assert main(["similar", *common, "--movie", "Synthetic movie 1", "-k", "2"]) == 0
+    assert "movies most like Synthetic movie 1" in capsys.readouterr().out
+    assert main(["similar", *common, "--movie", "movie 5"]) == 2  # 5 and 50..59 match
+    assert "match" in capsys.readouterr().err
+    assert main(["recommend", *common, "--user", "100000"]) == 2
+    assert "unknown user id 100000" in capsys.readouterr().err

@@ -167,3 +167,15 @@ def test_fit_needs_compile_and_mse():
         model.fit([np.array([0]), np.array([0])], np.array([1.0]), verbose=0)
     with pytest.raises(ValueError, match="mse"):
         model.compile(Adam(), loss="mae")
+
+
+def test_to_moves_a_model_between_cpu_backends():
+    pytest.importorskip("numba")
+    users, movies, y = toy()
+    model = DotProductBias(12, 15, n_factors=4, seed=0, backend="numpy").compile(Adam(0.01))
+    model.fit([users, movies], y, epochs=1, verbose=0)
+    before = model.predict([users, movies])
+    assert model.to("numba").backend == "numba" and model.to("cpu").backend == "numba"
+    np.testing.assert_array_equal(model.predict([users, movies]), before)
+    model.fit([users, movies], y, epochs=1, verbose=0)  # the Adam state is still there
+    assert model.optimizer.iterations == 2 * 7

@@ -1,0 +1,132 @@
+"""PCA maths, rankings, similar movies, recommendations, unknown ids and the movie map."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minirec import DotProduct, DotProductBias, MovieLens
+from minirec.analysis import (bias_ranking, find_movie, movie_components, pca, plot_movie_map,
+                              predict_ids, recommend, similar_movies, top_movies)
+
+
+@given(n=st.integers(5, 30), F=st.integers(2, 6), seed=st.integers(0, 2**16))
+def test_pca_matches_the_covariance_eigendecomposition(n, F, seed):
+    X = np.random.default_rng(seed).standard_normal((n, F)) * np.arange(1, F + 1)
+    k = min(F, n - 1)
+    result = pca(X, k)
+    Xc = X - X.mean(axis=0)
+    eigval, eigvec = np.linalg.eigh(Xc.T @ Xc / (n - 1))
+    eigval, eigvec = eigval[::-1][:k], eigvec[:, ::-1][:, :k]
+    np.testing.assert_allclose(result.explained_variance_ratio, eigval / np.trace(Xc.T @ Xc / (n - 1)),
+                               rtol=1e-7, atol=1e-12)
+    distinct = np.abs(np.diff(eigval)) > 1e-6 * eigval[0]  # a repeated eigenvalue has no unique vector
+    for c in range(k):
+        if (c == 0 or distinct[c - 1]) and (c == k - 1 or distinct[c]):
+            assert abs(abs(result.components[c] @ eigvec[:, c]) - 1) < 1e-6
+    # the sign convention: each component's largest-magnitude loading is positive
+    biggest = np.abs(result.components).argmax(axis=1)
+    assert (result.components[np.arange(k), biggest] > 0).all()
+
+
+def test_pca_reconstruction_error_is_the_discarded_variance():
+    X = np.random.default_rng(0).standard_normal((200, 6)) @ np.diag([5, 3, 2, 1, 0.5, 0.1])
+    full = pca(X, 6)
+    np.testing.assert_allclose(full.mean + full.scores @ full.components, X, atol=1e-10)
+    two = pca(X, 2)
+    residual = X - (two.mean + two.scores @ two.components)
+    total = ((X - X.mean(0)) ** 2).sum()
+    assert (residual ** 2).sum() == pytest.approx(total * (1 - two.explained_variance_ratio.sum()))
+    with pytest.raises(ValueError, match="n_components"):
+        pca(X, 7)
+
+
+def test_pca_signs_are_stable_under_row_order_and_negation():
+    X = np.random.default_rng(1).standard_normal((50, 4))
+    a, b, c = pca(X, 3), pca(X[::-1].copy(), 3), pca(-X, 3)
+    np.testing.assert_allclose(a.components, b.components, atol=1e-10)
+    np.testing.assert_allclose(np.abs(a.components), np.abs(c.components), atol=1e-10)
+
+
+@pytest.fixture
+def small():
+    """6 users, 5 movies; movie 1 has the most ratings, then movie 0."""
+    users = [1, 1, 2, 2, 3, 3, 4, 5, 6, 6]
+    movies = [10, 20, 20, 30, 20, 10, 40, 20, 50, 10]
+    titles = {10: "Alien (1979)", 20: "Toy Story (1995)", 30: "Toy Story 2 (1999)",
+              40: "Heat (1995)", 50: "Up (2009)"}
+    return MovieLens("small", users, movies, np.arange(10) % 5 + 1.0, titles)
+
+
+def test_top_movies_orders_by_count(small):
+    assert list(top_movies(small, 3)) == [small.movieid2idx[20], small.movieid2idx[10],
+                                          small.movieid2idx[30]]
+
+
+def test_bias_ranking(small):
+    model = DotProductBias(small.n_users, small.n_movies, n_factors=2, backend="numpy")
+    model.params["movie_bias.W"][:, 0] = [0.5, -1.0, 2.0, 0.0, -0.2]
+    low, high = bias_ranking(model, small, n=2, among=5)
+    assert [t for _, t in low] == [small.title(1), small.title(4)]
+    assert [t for _, t in high] == [small.title(2), small.title(0)]
+    assert low[0][0] == -1.0
+
+
+def test_similar_movies_by_cosine(small):
+    model = DotProduct(small.n_users, small.n_movies, n_factors=2, backend="numpy")
+    model.params["movie_embedding.W"][:] = [[1, 0], [0, 1], [2, 0.1], [-1, 0], [1, 1]]
+    result = similar_movies(model, 0, k=3)
+    assert [j for j, _ in result] == [2, 4, 1] and 0 not in [j for j, _ in result]
+    assert result[1][1] == pytest.approx(1 / np.sqrt(2))
+    with pytest.raises(KeyError, match="unknown movie index 9"):
+        similar_movies(model, 9)
+
+
+def test_recommend_excludes_what_the_user_has_seen(small):
+    model = DotProductBias(small.n_users, small.n_movies, n_factors=2, backend="numpy", dtype=np.float64)
+    model.params["user_embedding.W"][:] = 0
+    model.params["user_bias.W"][:] = 0
+    model.params["movie_bias.W"][:, 0] = [5, 4, 3, 2, 1]  # a movie's score is its bias
+    user = small.userid2idx[1]  # rated movies 10 and 20 (indices 0 and 1)
+    assert [j for j, _ in recommend(model, small, user, k=2)] == [2, 3]
+    assert [j for j, _ in recommend(model, small, user, k=2, exclude_seen=False)] == [0, 1]
+    assert len(recommend(model, small, user, k=10)) == 3  # only unseen movies come back
+    with pytest.raises(KeyError, match="unknown user index 6"):
+        recommend(model, small, 6)
+
+
+def test_unknown_ids_are_named_or_fall_back_to_mean_plus_known_bias(small):
+    model = DotProductBias(small.n_users, small.n_movies, n_factors=2, backend="numpy", dtype=np.float64)
+    with pytest.raises(KeyError, match="unknown user id 99"):
+        predict_ids(model, small, [99], [10])
+    with pytest.raises(KeyError, match="unknown movie id 77"):
+        predict_ids(model, small, [1], [77])
+    pred, fell_back = predict_ids(model, small, [1, 99, 1], [10, 10, 77], unknown="fallback")
+    mean = small.rating.mean()
+    assert list(fell_back) == [False, True, True]
+    assert pred[0] == pytest.approx(model.predict([np.array([0]), np.array([0])])[0])
+    assert pred[1] == pytest.approx(mean + model.params["movie_bias.W"][0, 0])   # movie known
+    assert pred[2] == pytest.approx(mean + model.params["user_bias.W"][0, 0])    # user known
+
+
+def test_find_movie_by_title_or_id(small):
+    assert find_movie(small, "Toy Story (1995)") == small.movieid2idx[20]
+    assert find_movie(small, "30") == small.movieid2idx[30]
+    assert find_movie(small, "heat") == small.movieid2idx[40]
+    with pytest.raises(KeyError, match=r"2 movies match 'Toy Story'.*Toy Story 2 \(1999\) \(id 30\)"):
+        find_movie(small, "Toy Story")
+    with pytest.raises(KeyError, match="no movie"):
+        find_movie(small, "Casablanca")
+
+
+def test_movie_components_and_the_map_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="the movie map needs matplotlib (the plot extra)")
+    from minirec.synthetic import synthetic_movielens
+    ds = synthetic_movielens(60, 120, 4000, seed=0)
+    model = DotProduct(ds.n_users, ds.n_movies, n_factors=5, seed=0, backend="numpy")
+    result, movies, extremes = movie_components(model, ds, n_components=3, among=100, n=10)
+    assert result.scores.shape == (100, 3) and len(extremes) == 3
+    assert all(len(top) == 10 and len(bottom) == 10 for top, bottom in extremes)
+    path = plot_movie_map(model, ds, tmp_path / "map.png", among=100)
+    data = (tmp_path / "map.png").read_bytes()
+    assert path.endswith("map.png") and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]
