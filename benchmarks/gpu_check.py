@@ -49,6 +49,16 @@ def epoch_seconds(kind, backend, ds, batch, lazy, warm_rows=200_000):
     return hist.history["seconds"][0], hist.history["loss"][0]
 
 
+def timed(func, *args):
+    """Run one measurement; a failure prints its traceback and gives NaN, so the table goes on."""
+    try:
+        return func(*args)
+    except Exception:
+        import traceback
+        traceback.print_exc()
+        return float("nan"), float("nan")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-tests", action="store_true")
@@ -65,15 +75,15 @@ def main():
     start = time.perf_counter()
     small = synthetic_like("ml-latest-small", seed=0)
     for kind in ("dot", "bias", "nn"):
-        t_cpu, _ = epoch_seconds(kind, "numba", small, 64, False)
-        t_gpu, _ = epoch_seconds(kind, "cupy", small, 64, False)
+        t_cpu, _ = timed(epoch_seconds, kind, "numba", small, 64, False)
+        t_gpu, _ = timed(epoch_seconds, kind, "cupy", small, 64, False)
         rows.append((kind, "small (100k)", "dense", 64, f"{t_cpu:.3f}", f"{t_gpu:.3f}", f"{t_cpu / t_gpu:.1f}x"))
         print(" | ".join(map(str, rows[-1])), flush=True)
     big = synthetic_like("ml-25m", seed=0)
     print(f"generated {big} in {time.perf_counter() - start:.0f} s", flush=True)
     for batch in (65_536, 1024):
-        t_cpu, loss_cpu = epoch_seconds("bias", "numba", big, batch, True)
-        t_gpu, loss_gpu = epoch_seconds("bias", "cupy", big, batch, True)
+        t_cpu, loss_cpu = timed(epoch_seconds, "bias", "numba", big, batch, True)
+        t_gpu, loss_gpu = timed(epoch_seconds, "bias", "cupy", big, batch, True)
         rows.append(("bias", "ML-25M shape", "lazy", f"{batch:,}", f"{t_cpu:.3f}", f"{t_gpu:.3f}",
                      f"{t_cpu / t_gpu:.1f}x"))
         print(" | ".join(map(str, rows[-1])), f"(epoch loss numba {loss_cpu:.4f}, cupy {loss_gpu:.4f})", flush=True)
