@@ -27,12 +27,12 @@ def rel_diff(a, b):
     return float(np.max(np.abs(a - b)) / max(1e-30, float(np.max(np.abs(a)))))
 
 
-@pytest.mark.parametrize("cls, kwargs", CASES + [(NeuralNet, {})], ids=ids)
+@pytest.mark.parametrize("cls, kwargs", CASES, ids=ids)
 def test_forward_and_backward_match_numpy(cls, kwargs):
     users, movies, y = data(200)
     cpu = cls(50, 70, n_factors=6, dtype=np.float64, seed=3, backend="numpy", **kwargs)
     gpu = cls(50, 70, n_factors=6, dtype=np.float64, seed=3, backend="cupy", **kwargs)
-    loss_c, grads_c = cpu.loss_and_grads([users, movies], y)   # dropout: the same host masks
+    loss_c, grads_c = cpu.loss_and_grads([users, movies], y)
     loss_g, grads_g = gpu.loss_and_grads([users, movies], y)
     assert abs(loss_c - loss_g) <= 1e-12 * abs(loss_c)
     for name in grads_c:
@@ -48,11 +48,38 @@ def test_optimiser_steps_match_numpy(cls, kwargs, lazy):
     for backend in ("numpy", "cupy"):
         model = cls(50, 70, n_factors=6, dtype=np.float64, seed=3, backend=backend, **kwargs)
         model.compile(Adam(0.01, lazy=lazy, weight_decay=0.01))
-        model.fit([users, movies], y, batch_size=32, epochs=2, verbose=0)
+        # shuffle=False: the GPU draws its own permutation (see training.epoch_order)
+        model.fit([users, movies], y, batch_size=32, epochs=2, shuffle=False, verbose=0)
         models.append(model)
     for name, p in models[0].params.items():
         assert rel_diff(p, models[1].params[name]) < 1e-9, name
     assert rel_diff(models[0].predict([users, movies]), models[1].predict([users, movies])) < 1e-9
+
+
+def test_gpu_training_is_reproducible_and_dropout_drops():
+    users, movies, y = data()
+    weights = []
+    for _ in range(2):  # float64: atomic adds may sum in any order, so not bit for bit
+        model = NeuralNet(50, 70, n_factors=6, seed=4, dtype=np.float64, backend="cupy")
+        model.compile(Adam(0.01)).fit([users, movies], y, batch_size=32, epochs=1, verbose=0)
+        weights.append(to_numpy(model.params["dense_1.W"]))
+    assert rel_diff(weights[0], weights[1]) < 1e-9
+    import cupy
+    out = model.drop_2.forward(cupy.ones((2000, 50)), training=True)
+    assert abs(float((out == 0).mean()) - 0.75) < 0.02
+
+
+def test_a_nan_on_the_gpu_stops_before_the_update():
+    from minirec import TrainingDiverged
+    users, movies, y = data(640)
+    y = y.astype(np.float64)
+    y[200] = np.nan
+    for lazy in (False, True):
+        model = DotProductBias(50, 70, n_factors=4, seed=0, backend="cupy").compile(Adam(0.01, lazy=lazy))
+        with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 4\b"):
+            model.fit([users, movies], y, batch_size=64, shuffle=False, verbose=0)
+        assert all(np.isfinite(to_numpy(p)).all() for p in model.params.values())
+        assert model.optimizer.iterations == 3
 
 
 def test_weights_move_between_devices_and_files(tmp_path):
