@@ -24,8 +24,8 @@ from ..kernels.numba_cpu import step_constants
 # The batch loss is checked here, on the device: a non-finite one sets the sticky flag
 # ``stopped`` and from then on no kernel of the epoch changes anything. G is zeroed after use.
 ADAM_DENSE = cp.ElementwiseKernel(
-    "T l2x2, T b1, T omb1, T b2, T omb2, T lr_t, T eps_t, T lrwd, raw float64 loss, raw bool stopped",
-    "T G, T W, T M, T V",
+    "T l2x2, T b1, T omb1, T b2, T omb2, T lr_t, T eps_t, T lrwd, raw float64 loss",
+    "T G, T W, T M, T V, raw bool stopped",
     """
     if (stopped[0] || !isfinite(loss[0])) { stopped[0] = true; return; }
     T g = G + l2x2 * W;
@@ -203,7 +203,7 @@ def mf_batches(model, users, movies, y, order, batch_size, steps, first, last, l
                           (ids, order, np.int64(start), np.int64(nb), own, np.int32(width),
                            p, g, m, v, scale, l2x2, *c, lr_t, eps_t, lrwd, loss, stopped))
             else:
-                ADAM_DENSE(l2x2, *c, lr_t, eps_t, lrwd, loss, stopped, g, p, m, v)
+                ADAM_DENSE(l2x2, *c, lr_t, eps_t, lrwd, loss, g, p, m, v, stopped)
     if bool(stopped.get()[0]):  # the epoch stopped: leave no stale gradient behind
         for g in ws.grads.values():
             g.fill(0)
@@ -267,4 +267,4 @@ def adam_step(model, st, loss, stopped):
             ADAM_ROWS(ids, first, p.shape[1], scale, l2x2, *c, lr_t, eps_t, lrwd, stopped,
                       p, grad, m, v, size=ids.size * p.shape[1])
         else:
-            ADAM_DENSE(l2x2, *c, lr_t, eps_t, lrwd, loss, stopped, grad, p, m, v)
+            ADAM_DENSE(l2x2, *c, lr_t, eps_t, lrwd, loss, grad, p, m, v, stopped)
