@@ -40,9 +40,10 @@ class Embedding(Layer):
     ``l2`` is the Keras regulariser: it adds ``l2 * sum(W**2)`` over the *whole* table to the
     training loss (see ``penalty``); ``l2_grad()`` is its gradient ``2 * l2 * W``.
 
-    ``row_scale`` (n, 1), when set, weighs row k's penalty by ``row_scale[k]``. Lazy training
-    uses it (see ``Model.balance_lazy_l2``): a row that is seen in few batches is penalised
-    more each time it is seen, so that on average it is regularised as much as under Keras.
+    ``row_scale`` (n, 1), when set, weighs row k's L2 gradient in *lazy* steps by
+    ``row_scale[k]`` (``l2_grad(lazy=True)``; see ``Model.balance_lazy_l2``): a row seen in few
+    batches is penalised more each time it is seen, so that in expectation it is regularised
+    as much as under Keras. The objective itself (``penalty``) stays Keras's.
     """
 
     def __init__(self, n, n_factors, l2=0.0, rng=None, dtype=np.float32, xp=np, scale=0.05):
@@ -72,27 +73,30 @@ class Embedding(Layer):
         return xp.unique(self.idx)
 
     def penalty(self):
-        """``l2 * sum(W**2)`` over the whole table (0 when ``l2`` is 0), rows weighted by
-        ``row_scale`` when it is set."""
+        """``l2 * sum(W**2)`` over the whole table (0 when ``l2`` is 0)."""
         if not self.l2:
             return 0.0
         W = self.params["W"]
-        W2 = W * W if self.row_scale is None else self.row_scale * (W * W)
-        return self.l2 * float(W2.sum())
+        return self.l2 * float((W * W).sum())
 
-    def l2_grad(self):
-        """The gradient of ``penalty``: ``2 * l2 * W`` (times ``row_scale`` when set)."""
+    def l2_grad(self, lazy=False):
+        """The gradient of ``penalty``, ``2 * l2 * W``; for a lazy step with ``row_scale`` set,
+        each row's times its scale."""
         W = self.params["W"]
-        if self.row_scale is None:
-            return (2.0 * self.l2) * W
-        return ((2.0 * self.l2) * self.row_scale) * W
+        if lazy and self.row_scale is not None:
+            return ((2.0 * self.l2) * self.row_scale) * W
+        return (2.0 * self.l2) * W
 
 
 def scatter_add(target, idx, values):
-    """``target[idx[i]] += values[i]`` for every i, repeated ids included (in place)."""
+    """``target[idx[i]] += values[i]`` for every i, repeated ids included (in place).
+
+    ``np.add.at`` on the CPU; on the GPU ``cupy.add.at`` (atomic adds), or
+    ``cupyx.scatter_add`` on CuPy versions older than 13.
+    """
     xp = get_array_module(target)
-    if xp is np:
-        np.add.at(target, idx, values)
+    if hasattr(xp.add, "at"):
+        xp.add.at(target, idx, values)
     else:
         import cupyx
         cupyx.scatter_add(target, idx, values)

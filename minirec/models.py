@@ -113,10 +113,11 @@ class Model:
     def backward(self, dpred):
         raise NotImplementedError
 
-    def batch_mse_and_grads(self, users, movies, y, training=True):
+    def batch_mse_and_grads(self, users, movies, y, training=True, lazy=False):
         """Forward + backward on one batch: the batch MSE and the gradients of MSE + L2 penalty.
 
-        The L2 gradient 2λW of each regularised table is added to its data gradient here.
+        The L2 gradient 2λW of each regularised table is added to its data gradient here
+        (row-scaled for a lazy step when ``balance_lazy_l2`` set scales).
         """
         pred = self.forward(users, movies, training)
         data_loss, dpred = mse(pred, y)
@@ -124,7 +125,7 @@ class Model:
         grads = dict(self.grads)
         for name, layer in self.embeddings().items():
             if layer.l2:
-                grads[name + ".W"] = grads[name + ".W"] + layer.l2_grad()
+                grads[name + ".W"] = grads[name + ".W"] + layer.l2_grad(lazy)
         return data_loss, grads
 
     def loss_and_grads(self, inputs, y, training=True):
@@ -220,7 +221,8 @@ class Model:
         losses = []
         for b in range(first, last):
             rows = order[b * batch_size:(b + 1) * batch_size]
-            loss, grads = self.batch_mse_and_grads(users[rows], movies[rows], y[rows], True)
+            loss, grads = self.batch_mse_and_grads(users[rows], movies[rows], y[rows], True,
+                                                   lazy=self.optimizer.lazy)
             losses.append(loss)
             if not np.isfinite(loss):
                 return np.array(losses), b

@@ -179,3 +179,19 @@ def test_to_moves_a_model_between_cpu_backends():
     np.testing.assert_array_equal(model.predict([users, movies]), before)
     model.fit([users, movies], y, epochs=1, verbose=0)  # the Adam state is still there
     assert model.optimizer.iterations == 2 * 7
+
+
+def test_lazy_row_scales_leave_the_objective_and_its_gradient_alone():
+    """After a lazy, balanced fit the rows carry L2 scales; loss_and_grads must still be the
+    Keras objective and its exact gradient (a gradient check proves it)."""
+    from minirec import gradcheck
+    rng = np.random.default_rng(0)
+    model = DotProductBias(5, 6, n_factors=3, l2=0.01, seed=0, dtype=np.float64, backend="numpy")
+    model.compile(Adam(0.01, lazy=True)).fit([rng.integers(0, 5, 60), rng.integers(0, 6, 60)],
+                                              rng.integers(1, 11, 60) / 2, batch_size=8, verbose=0)
+    assert model.layers["movie_embedding"].row_scale is not None
+    for label, err in gradcheck.check_model(model, "lazily trained", gradcheck.SMOOTH_BOUND).items():
+        assert err < gradcheck.SMOOTH_BOUND, label
+    W = model.params
+    expected = 0.01 * ((W["user_embedding.W"] ** 2).sum() + (W["movie_embedding.W"] ** 2).sum())
+    assert model.penalty() == pytest.approx(expected)
