@@ -95,9 +95,10 @@ def plot_movie_map(model, ds, path, components=(0, 1), among=2000, labels=40):
     x, y = result.scores[:, components[0]], result.scores[:, components[1]]
     fig, ax = plt.subplots(figsize=(14, 10), dpi=100)
     ax.scatter(x, y, s=6, alpha=0.25, color="tab:blue")
-    for i in range(min(labels, len(movies))):  # movies are most-rated first
-        ax.annotate(ds.title(movies[i]), (x[i], y[i]), fontsize=8, alpha=0.9,
-                    xytext=(3, 3), textcoords="offset points")
+    for i in label_positions(x, y, labels):
+        ax.scatter(x[i], y[i], s=12, color="tab:red")
+        ax.annotate(ds.title(movies[i]), (x[i], y[i]), fontsize=8, xytext=(3, 3),
+                    textcoords="offset points")
     ratio = result.explained_variance_ratio
     ax.set_xlabel(f"component {components[0] + 1} ({ratio[components[0]]:.1%} of variance)")
     ax.set_ylabel(f"component {components[1] + 1} ({ratio[components[1]]:.1%} of variance)")
@@ -114,6 +115,19 @@ def plot_movie_map(model, ds, path, components=(0, 1), among=2000, labels=40):
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def label_positions(x, y, n, width=0.14, height=0.03):
+    """Which points to label: the first n (most-rated first) whose label box — ``width`` and
+    ``height`` as fractions of the plot's spans — does not overlap one already placed."""
+    w, h = width * np.ptp(x), height * np.ptp(y)
+    placed = []
+    for i in range(len(x)):
+        if len(placed) == n:
+            break
+        if all(abs(x[i] - x[j]) > w or abs(y[i] - y[j]) > h for j in placed):
+            placed.append(i)
+    return placed
 
 
 def similar_movies(model, movie, k=10):

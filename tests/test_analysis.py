@@ -130,3 +130,15 @@ def test_movie_components_and_the_map_png(tmp_path):
     data = (tmp_path / "map.png").read_bytes()
     assert path.endswith("map.png") and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]
+
+
+def test_map_labels_do_not_overlap():
+    from minirec.analysis import label_positions
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(500), rng.standard_normal(500)
+    placed = label_positions(x, y, 30, width=0.1, height=0.05)
+    assert len(placed) == 30 and placed[0] == 0  # the most-rated movie is always labelled
+    w, h = 0.1 * np.ptp(x), 0.05 * np.ptp(y)
+    for a in placed:
+        for b in placed:
+            assert a == b or abs(x[a] - x[b]) > w or abs(y[a] - y[b]) > h

@@ -195,3 +195,12 @@ def test_lazy_row_scales_leave_the_objective_and_its_gradient_alone():
     W = model.params
     expected = 0.01 * ((W["user_embedding.W"] ** 2).sum() + (W["movie_embedding.W"] ** 2).sum())
     assert model.penalty() == pytest.approx(expected)
+
+
+def test_import_compiles_nothing():
+    """``import minirec`` loads neither Numba nor CuPy: kernels compile on first use."""
+    import subprocess
+    import sys
+    code = "import sys, minirec; print(sorted(m for m in ('numba', 'cupy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

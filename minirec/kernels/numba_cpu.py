@@ -104,6 +104,32 @@ def update_table(W, G, M, V, S, rows, n_rows, lazy, c, st, l2x2):
 
 
 @njit(cache=True, error_model="numpy")
+def output_head(z, target, two_over_n, has_range, c):
+    """From the raw score z to the error and dL/dz for one rating:
+    r̂ = z, or r̂ = lo + span·σ(z);  err = r̂ - r;  dz = err·2/N (· span·σ(1-σ) with a range)."""
+    if has_range:
+        s = c[ONE] / (c[ONE] + np.exp(-z))
+        err = (c[LO] + c[SPAN] * s) - target
+        return err, (err * two_over_n) * ((c[SPAN] * s) * (c[ONE] - s))
+    err = z - target
+    return err, err * two_over_n
+
+
+@njit(cache=True, error_model="numpy")
+def update_embeddings(P, Q, GP, GQ, MP, MQ, VP, VQ, SU, SM, rows_u, nu, rows_m, nm, lazy, c, st):
+    """Adam on the user and movie tables, each with the notebook's 2λ."""
+    update_table(P, GP, MP, VP, SU, rows_u, nu, lazy, c, st, c[L2X2])
+    update_table(Q, GQ, MQ, VQ, SM, rows_m, nm, lazy, c, st, c[L2X2])
+
+
+@njit(cache=True, error_model="numpy")
+def record_loss(losses, k, squared_errors, n):
+    """Store batch k's MSE; False when it is not finite (the caller then stops, un-updated)."""
+    losses[k] = squared_errors / n
+    return np.isfinite(losses[k])
+
+
+@njit(cache=True, error_model="numpy")
 def mark_row(i, batch, seen, rows, n_rows):
     """Note row i as seen in this batch (once); returns the number of distinct rows so far."""
     if seen[i] != batch:
@@ -143,15 +169,8 @@ def mf_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy,
                 z += P[u, f] * Q[m, f]
             if has_bias:
                 z = z + BU[u, 0] + BM[m, 0]
-            pred = z
-            if has_range:
-                s = c[ONE] / (c[ONE] + np.exp(-z))
-                pred = c[LO] + c[SPAN] * s
-            err = pred - y[r]
+            err, dz = output_head(z, y[r], two_over_n, has_range, c)
             loss += err * err
-            dz = err * two_over_n
-            if has_range:
-                dz = dz * ((c[SPAN] * s) * (c[ONE] - s))   # dσ/dz = σ(1-σ)
             for f in range(F):  # scatter-add: a repeated id accumulates
                 GP[u, f] += dz * Q[m, f]
                 GQ[m, f] += dz * P[u, f]
@@ -160,13 +179,11 @@ def mf_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy,
                 GBM[m, 0] += dz
             nu = mark_row(u, b, seen_u, rows_u, nu)
             nm = mark_row(m, b, seen_m, rows_m, nm)
-        losses[b - first] = loss / (stop - start)
-        if not np.isfinite(losses[b - first]):
+        if not record_loss(losses, b - first, loss, stop - start):
             bad = b
             break
         st = steps[b - first]
-        update_table(P, GP, MP, VP, SU, rows_u, nu, lazy, c, st, c[L2X2])
-        update_table(Q, GQ, MQ, VQ, SM, rows_m, nm, lazy, c, st, c[L2X2])
+        update_embeddings(P, Q, GP, GQ, MP, MQ, VP, VQ, SU, SM, rows_u, nu, rows_m, nm, lazy, c, st)
         if has_bias:  # biases carry no L2
             update_table(BU, GBU, MBU, VBU, SU, rows_u, nu, lazy, c, st, c[ZERO])
             update_table(BM, GBM, MBM, VBM, SM, rows_m, nm, lazy, c, st, c[ZERO])
@@ -231,15 +248,8 @@ def nn_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy,
                 h[j] = (hpre[j] if hpre[j] > 0 else c[ZERO]) * D2[d, j]
                 z += h[j] * W2[j, 0]
             z = z + b2[0, 0]
-            pred = z
-            if has_range:
-                s = c[ONE] / (c[ONE] + np.exp(-z))
-                pred = c[LO] + c[SPAN] * s
-            err = pred - y[r]
+            err, dz = output_head(z, y[r], two_over_n, has_range, c)
             loss += err * err
-            dz = err * two_over_n
-            if has_range:
-                dz = dz * ((c[SPAN] * s) * (c[ONE] - s))
             Gb2[0, 0] += dz                          # backward through dense_2
             for j in range(H):
                 GW2[j, 0] += h[j] * dz
@@ -256,13 +266,11 @@ def nn_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy,
                     GQ[m, i - F] += dx * D1[d, i]
             nu = mark_row(u, b, seen_u, rows_u, nu)
             nm = mark_row(m, b, seen_m, rows_m, nm)
-        losses[b - first] = loss / (stop - start)
-        if not np.isfinite(losses[b - first]):
+        if not record_loss(losses, b - first, loss, stop - start):
             bad = b
             break
         st = steps[b - first]
-        update_table(P, GP, MP, VP, SU, rows_u, nu, lazy, c, st, c[L2X2])
-        update_table(Q, GQ, MQ, VQ, SM, rows_m, nm, lazy, c, st, c[L2X2])
+        update_embeddings(P, Q, GP, GQ, MP, MQ, VP, VQ, SU, SM, rows_u, nu, rows_m, nm, lazy, c, st)
         no_l2 = c[ZERO]
         adam_all(W1, GW1, MW1, VW1, c, st, no_l2)
         adam_all(W2, GW2, MW2, VW2, c, st, no_l2)
