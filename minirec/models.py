@@ -233,19 +233,22 @@ class Model:
     def predict(self, x, batch_size=65536):
         """Predicted ratings r̂ for ``x = [users, movies]``, as a NumPy array (N,)."""
         users, movies = self._ids(x)
-        out = [to_numpy(self.forward(users[i:i + batch_size], movies[i:i + batch_size], False))
-               for i in range(0, len(users), batch_size)]
-        return np.concatenate(out) if out else np.empty(0, self.dtype)
+        return to_numpy(self.predictions(users, movies, batch_size))
 
     def evaluate(self, x, y, batch_size=65536):
         """Plain mean squared error on ``(x, y)`` (no penalty)."""
         users, movies = self._ids(x)
-        y = self._y(y)
-        total = 0.0
-        for i in range(0, len(y), batch_size):
-            pred = self.forward(users[i:i + batch_size], movies[i:i + batch_size], False)
-            total += mse_of(pred, y[i:i + batch_size]) * len(pred)
-        return total / max(1, len(y))
+        return mse_of(self.predictions(users, movies, batch_size), self._y(y)) if len(users) else 0.0
+
+    def predictions(self, users, movies, batch_size=65536):
+        """r̂ for checked index arrays, on this backend: the layers' forward pass (no dropout)
+        in chunks of ``batch_size``, or one Numba loop on the numba backend."""
+        if self.backend == "numba":
+            from .kernels import numba_cpu
+            return numba_cpu.predict(self, users, movies)
+        out = [self.forward(users[i:i + batch_size], movies[i:i + batch_size], False)
+               for i in range(0, len(users), batch_size)]
+        return self.xp.concatenate(out) if out else self.xp.empty(0, self.dtype)
 
     def summary(self, print_fn=print):
         """Print a Keras-style table of layers and parameter counts; returns the total."""

@@ -31,9 +31,10 @@ LR_T, EPS_T, LRWD = range(3)                               # indices into steps[
 
 
 def constants(dtype, opt, y_range, l2):
+    """The array ``c``. Prediction needs no optimiser (``opt=None``: Adam's defaults fill in)."""
     lo, hi = y_range if y_range is not None else (0.0, 1.0)
-    b1, b2 = opt.beta_1, opt.beta_2
-    return np.array([b1, 1 - b1, b2, 1 - b2, opt.epsilon, 1.0, lo, hi - lo, 2.0 * l2, 0.0], dtype)
+    b1, b2, eps = (opt.beta_1, opt.beta_2, opt.epsilon) if opt is not None else (0.9, 0.999, 1e-8)
+    return np.array([b1, 1 - b1, b2, 1 - b2, eps, 1.0, lo, hi - lo, 2.0 * l2, 0.0], dtype)
 
 
 def step_constants(dtype, opt, lrs, t0):
@@ -284,6 +285,43 @@ def nn_batches(users, movies, y, order, batch_size, first, last, steps, c, lazy,
     return bad
 
 
+@njit(cache=True, error_model="numpy")
+def mf_predict(users, movies, P, Q, BU, BM, has_bias, has_range, c, out):
+    """r̂ = P[u]·Q[m] (+ BU[u] + BM[m]), squashed into the y_range if there is one."""
+    F = P.shape[1]
+    for k in range(users.shape[0]):
+        u, m = users[k], movies[k]
+        z = P[u, 0] * Q[m, 0]
+        for f in range(1, F):
+            z += P[u, f] * Q[m, f]
+        if has_bias:
+            z = z + BU[u, 0] + BM[m, 0]
+        out[k] = c[LO] + c[SPAN] * (c[ONE] / (c[ONE] + np.exp(-z))) if has_range else z
+
+
+@njit(cache=True, error_model="numpy")
+def nn_predict(users, movies, P, Q, W1, b1, W2, b2, has_range, c, out):
+    """The neural net at evaluation time (dropout is the identity): one rating at a time."""
+    F, H = P.shape[1], W1.shape[1]
+    x = np.empty(2 * F, P.dtype)
+    hpre = np.empty(H, P.dtype)
+    for k in range(users.shape[0]):
+        u, m = users[k], movies[k]
+        for f in range(F):
+            x[f] = P[u, f]
+            x[F + f] = Q[m, f]
+        hpre[:] = 0
+        for i in range(2 * F):
+            for j in range(H):
+                hpre[j] += x[i] * W1[i, j]
+        z = c[ZERO]
+        for j in range(H):
+            h = hpre[j] + b1[0, j]
+            z += (h if h > 0 else c[ZERO]) * W2[j, 0]
+        z = z + b2[0, 0]
+        out[k] = c[LO] + c[SPAN] * (c[ONE] / (c[ONE] + np.exp(-z))) if has_range else z
+
+
 # ----- the driver: from a model and its optimiser to the kernel's arguments --------------------
 
 class Workspace:
@@ -381,3 +419,20 @@ def dropout_scales(model, order, batch_size, first, last):
                 keep = layer.rng.random((nb, width)) >= layer.p
                 out.append(keep.astype(model.dtype) / model.dtype.type(1.0 - layer.p))
     return np.concatenate(D1), np.concatenate(D2)
+
+
+def predict(model, users, movies):
+    """Predictions of ``model`` (numba backend) for checked index arrays, as a NumPy array."""
+    p = model.params
+    out = np.empty(len(users), model.dtype)
+    c = constants(model.dtype, model.optimizer, model.y_range, model.l2)
+    has_range = model.y_range is not None
+    if "dense_1.W" in p:
+        nn_predict(users, movies, p["user_embedding.W"], p["movie_embedding.W"], p["dense_1.W"],
+                   as_2d(p["dense_1.b"]), p["dense_2.W"], as_2d(p["dense_2.b"]), has_range, c, out)
+    else:
+        dummy = np.zeros((1, 1), model.dtype)
+        mf_predict(users, movies, p["user_embedding.W"], p["movie_embedding.W"],
+                   p.get("user_bias.W", dummy), p.get("movie_bias.W", dummy),
+                   "user_bias.W" in p, has_range, c, out)
+    return out
