@@ -66,7 +66,9 @@ def array_module(backend):
 
 def get_array_module(a):
     """The module (numpy or cupy) that owns array ``a``."""
-    return type(a).__module__.startswith("cupy") and array_module("cupy") or np
+    if type(a).__module__.startswith("cupy"):
+        return array_module("cupy")
+    return np
 
 
 def to_numpy(a):

@@ -12,6 +12,7 @@ Arrays may be NumPy or CuPy: every layer works on whichever module owns its para
 import numpy as np
 
 from .backend import get_array_module
+from .losses import l2_penalty
 
 
 class Layer:
@@ -73,11 +74,8 @@ class Embedding(Layer):
         return xp.unique(self.idx)
 
     def penalty(self):
-        """``l2 * sum(W**2)`` over the whole table (0 when ``l2`` is 0)."""
-        if not self.l2:
-            return 0.0
-        W = self.params["W"]
-        return self.l2 * float((W * W).sum())
+        """``l2 * sum(W**2)`` over the whole table (``losses.l2_penalty``; 0 when l2 is 0)."""
+        return l2_penalty(self.params["W"], self.l2)[0] if self.l2 else 0.0
 
     def l2_grad(self, lazy=False):
         """The gradient of ``penalty``, ``2 * l2 * W``; for a lazy step with ``row_scale`` set,
@@ -85,7 +83,7 @@ class Embedding(Layer):
         W = self.params["W"]
         if lazy and self.row_scale is not None:
             return ((2.0 * self.l2) * self.row_scale) * W
-        return (2.0 * self.l2) * W
+        return l2_penalty(W, self.l2)[1]
 
 
 def scatter_add(target, idx, values):

@@ -102,9 +102,10 @@ class Model:
         return sum(layer.n_params() for layer in self.layers.values())
 
     # ----- the maths ----------------------------------------------------------------------
-    def _embedding(self, name, n, l2):
-        self.layers[name] = Embedding(n, self.n_factors if "bias" not in name else 1, l2=l2,
-                                      rng=self.init_rng, dtype=self.dtype, xp=self.xp)
+    def _embedding(self, name, n, l2, width=None):
+        """Add an Embedding layer of n rows (``width`` F by default; 1 for a bias)."""
+        self.layers[name] = Embedding(n, width or self.n_factors, l2=l2, rng=self.init_rng,
+                                      dtype=self.dtype, xp=self.xp)
         return self.layers[name]
 
     def forward(self, users, movies, training=True):
@@ -378,8 +379,8 @@ class DotProductBias(DotProduct):
     def __init__(self, n_users, n_movies, n_factors=50, l2=1e-4, y_range=None, dtype=np.float32,
                  seed=None, backend=None):
         super().__init__(n_users, n_movies, n_factors, l2, dtype, seed, backend)
-        self.user_bias = self._embedding("user_bias", n_users, 0.0)
-        self.movie_bias = self._embedding("movie_bias", n_movies, 0.0)
+        self.user_bias = self._embedding("user_bias", n_users, 0.0, width=1)
+        self.movie_bias = self._embedding("movie_bias", n_movies, 0.0, width=1)
         self.y_range = tuple(y_range) if y_range is not None else None
         self.squash = YRange(y_range) if y_range is not None else None
 
