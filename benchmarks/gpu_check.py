@@ -19,8 +19,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 import minirec
 from minirec.backend import cupy_available
 from minirec.synthetic import synthetic_like

@@ -14,8 +14,6 @@ Bad input ends with one line ``minirec: error: ...`` and exit status 2.
 import argparse
 import sys
 
-import numpy as np
-
 
 def main(argv=None):
     parser = build_parser()
