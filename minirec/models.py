@@ -30,8 +30,8 @@ import tempfile
 import numpy as np
 
 from . import training
-from .backend import (array_module, get_array_module, numba_available, resolve_backend, seeded_rngs, to_numpy,
-                      to_xp)
+from .backend import (array_module, get_array_module, numba_available, resolve_backend,
+                      seeded_rngs, to_numpy, to_xp)
 from .layers import Concat, Dense, Dot, Dropout, Embedding, ReLU
 from .losses import mse, mse_of
 from .optim import Adam, one_cycle_lr
@@ -53,7 +53,6 @@ class Model:
         self.init_rng, self.shuffle_rng, self.dropout_rng = seeded_rngs(seed, 3)
         self.layers = {}
         self.optimizer = None
-        self.loss = "mse"
 
     # ----- parameters -------------------------------------------------------------------
     @property
@@ -87,7 +86,7 @@ class Model:
             for slots in self.optimizer.state.values():
                 for key in slots:
                     slots[key] = to_xp(slots[key], self.xp)
-        self._numba_workspace = None
+        self._numba_workspace = self._cupy_workspace = None  # kernel buffers of the old device
         return self
 
     def embeddings(self):

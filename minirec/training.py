@@ -2,8 +2,9 @@
 
 ``fit`` runs epochs. An epoch shuffles the training rows, cuts them into batches of
 ``batch_size`` and hands ranges of batches to the model's *epoch runner*, which depends on the
-backend: the layer-by-layer reference loop (NumPy/CuPy, ``Model.run_batches``) or a fused
-Numba kernel. Runners return the MSE of each batch; the loop adds the report and the checks.
+backend (``Model.run_batches``): the layer-by-layer reference loop on NumPy, the fused Numba
+kernels (``kernels/numba_cpu.py``) or the CuPy runner (``kernels/cupy_gpu.py``). Runners
+return the MSE of each batch; the loop adds the report and the checks.
 
 Reported numbers (per epoch, Keras style):
 
