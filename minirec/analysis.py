@@ -4,9 +4,6 @@ movie map, similar movies and recommendations (the notebook's last third, and a 
 Every function works on NumPy or CuPy weights (the array module is taken from the model's
 parameters) and returns plain Python / NumPy results.
 """
-import os
-import tempfile
-
 import numpy as np
 
 from .backend import get_array_module, to_numpy
@@ -104,17 +101,11 @@ def plot_movie_map(model, ds, path, components=(0, 1), among=2000, labels=40):
     ax.set_ylabel(f"component {components[1] + 1} ({ratio[components[1]]:.1%} of variance)")
     ax.set_title(f"{len(movies):,} most-rated movies of {ds.name}, by their embeddings")
     fig.tight_layout()
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
-    os.close(fd)
+    from .weights import atomic_write
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        return str(atomic_write(path, lambda f: fig.savefig(f, format="png")))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def label_positions(x, y, n, width=0.14, height=0.03):

@@ -4,11 +4,12 @@ Every piece of array code in minirec is written once against ``xp``, an array mo
 either NumPy or CuPy (they share an API). The *backend* names how training runs:
 
 =========  ======================  ==========================================================
-backend    array module ``xp``     training step
+backend    array module ``xp``     training step (``runners.py`` chooses, in one place)
 =========  ======================  ==========================================================
-numpy      numpy                   the layers' forward/backward pairs, one batch at a time
-numba      numpy                   fused Numba kernels (``minirec/kernels/numba_cpu.py``)
-cupy       cupy                    the same layer code on the GPU, plus CuPy kernels
+numpy      numpy                   the layers' forward/backward, then ``Adam.step``
+numba      numpy                   the layers, then Adam table by table in a Numba loop; a
+                                   whole-model Numba kernel for the exact classes that have one
+cupy       cupy                    the layers on the GPU, then Adam as one fused GPU kernel
 auto       cupy if a GPU works,    —
            else numba
 =========  ======================  ==========================================================
@@ -17,6 +18,7 @@ auto       cupy if a GPU works,    —
 Nothing here imports Numba or CuPy at import time: ``import minirec`` stays quick.
 """
 import os
+import types
 
 import numpy as np
 
@@ -92,3 +94,31 @@ def seeded_rngs(seed, n):
     masks never changes the shuffling order, and the same seed always gives the same run.
     """
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+_COMPILED = {}
+
+
+def compiled(fn, xp, record=None):
+    """``fn``, a function of numbers written with NumPy's ufuncs (``np.sqrt``, ``np.exp``), ready
+    to run elementwise on ``xp``'s arrays.
+
+    On NumPy that is ``fn`` itself. On CuPy it is the *same code* with ``np`` bound to CuPy,
+    compiled by ``cupy.fuse`` into one GPU kernel (instead of one kernel per operation). The
+    Numba kernels compile the same functions into their loops, so each equation is written once.
+    ``record``: the NamedTuple class of ``fn``'s last argument (``optim.AdamStep``), which
+    ``cupy.fuse`` cannot take whole; its fields then travel one by one and are put back together
+    inside the compiled function.
+    """
+    if xp is np:
+        return fn
+    if fn not in _COMPILED:
+        rebound = types.FunctionType(fn.__code__, {**fn.__globals__, "np": xp}, fn.__name__,
+                                     fn.__defaults__, fn.__closure__)
+        if record is None:
+            _COMPILED[fn] = xp.fuse(rebound)
+        else:
+            n_fields = len(record._fields)
+            fused = xp.fuse(lambda *args: rebound(*args[:-n_fields], record(*args[-n_fields:])))
+            _COMPILED[fn] = lambda *args: fused(*args[:-1], *args[-1])
+    return _COMPILED[fn]

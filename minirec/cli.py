@@ -139,7 +139,7 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .datasets import load_movielens
-    from .models import model_from_weights
+    from .weights import model_from_weights
     ds = load_movielens(args.data)
     model = model_from_weights(args.weights, ds, backend=args.backend)
     train, valid = ds.split(0.8, seed=args.seed)
@@ -150,7 +150,7 @@ def cmd_evaluate(args):
 
 def _trained(args):
     from .datasets import load_movielens
-    from .models import model_from_weights
+    from .weights import model_from_weights
     ds = load_movielens(args.data)
     return ds, model_from_weights(args.weights, ds, backend=args.backend)
 

@@ -170,17 +170,17 @@ def check_mse(seed=0):
 
 
 def check_l2(seed=0):
-    from .losses import l2_penalty
-    W = _rng(seed).standard_normal((4, 3))
-    num = numerical_gradient(lambda: l2_penalty(W, 1e-2)[0], W)
-    return {"L2 penalty": compare("l2", l2_penalty(W, 1e-2)[1], num, SMOOTH_BOUND)}
+    from .losses import L2
+    W, reg = _rng(seed).standard_normal((4, 3)), L2(1e-2)
+    num = numerical_gradient(lambda: reg.penalty(W), W)
+    return {"L2 penalty": compare("l2", reg.gradient(W), num, SMOOTH_BOUND)}
 
 
 def check_y_range(seed=0):
-    from .models import YRange
+    from .layers import SigmoidRange
     rng = _rng(seed)
     z, dout = rng.standard_normal(6) * 2, rng.standard_normal(6)
-    layer = YRange((0.0, 5.5))
+    layer = SigmoidRange(0.0, 5.5)
     layer.forward(z)
     return _vjp_check("sigmoid y_range", layer.forward, layer.backward, [z], dout, SMOOTH_BOUND)
 

@@ -7,12 +7,13 @@ Conventions (as in cs231n's ``layers.py``):
   ``self.grads``, whose keys match ``self.params``. ``dout`` is never modified in place.
 * Shapes use fixed letters: N batch, F factors, H hidden units, D input width.
 
-Arrays may be NumPy or CuPy: every layer works on whichever module owns its parameters.
+Arrays may be NumPy or CuPy: every layer works on whichever module owns its inputs.
+Regularisation is not a layer's business: the model attaches an ``L2`` to a table
+(``losses.py``), and the optimiser adds its gradient.
 """
 import numpy as np
 
-from .backend import get_array_module
-from .losses import l2_penalty
+from .backend import compiled, get_array_module
 
 
 class Layer:
@@ -36,24 +37,14 @@ class Embedding(Layer):
 
     The backward pass is a *scatter-add*. Writing ``dW[idx] += dout`` would be wrong: with a
     repeated id in the batch, NumPy's fancy assignment keeps only one of the rows.
-    ``np.add.at`` (``cupyx.scatter_add`` on the GPU) adds every row.
-
-    ``l2`` is the Keras regulariser: it adds ``l2 * sum(W**2)`` over the *whole* table to the
-    training loss (see ``penalty``); ``l2_grad()`` is its gradient ``2 * l2 * W``.
-
-    ``row_scale`` (n, 1), when set, weighs row k's L2 gradient in *lazy* steps by
-    ``row_scale[k]`` (``l2_grad(lazy=True)``; see ``Model.balance_lazy_l2``): a row seen in few
-    batches is penalised more each time it is seen, so that in expectation it is regularised
-    as much as under Keras. The objective itself (``penalty``) stays Keras's.
+    ``np.add.at`` (``cupy.add.at`` on the GPU) adds every row.
     """
 
-    def __init__(self, n, n_factors, l2=0.0, rng=None, dtype=np.float32, xp=np, scale=0.05):
+    def __init__(self, n, n_factors, rng=None, dtype=np.float32, xp=np, scale=0.05):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng()
         W = rng.uniform(-scale, scale, size=(n, n_factors)).astype(dtype)
         self.params["W"] = xp.asarray(W)
-        self.l2 = float(l2)
-        self.row_scale = None
         self.idx = None
 
     def forward(self, idx):
@@ -62,28 +53,14 @@ class Embedding(Layer):
 
     def backward(self, dout):
         W = self.params["W"]
-        xp = get_array_module(W)
-        dW = xp.zeros_like(W)
+        dW = get_array_module(W).zeros_like(W)
         scatter_add(dW, self.idx, dout)
         self.grads["W"] = dW
         return None  # integer ids have no gradient
 
     def rows(self):
-        """The distinct rows the last batch looked up (what a lazy optimiser updates)."""
-        xp = get_array_module(self.params["W"])
-        return xp.unique(self.idx)
-
-    def penalty(self):
-        """``l2 * sum(W**2)`` over the whole table (``losses.l2_penalty``; 0 when l2 is 0)."""
-        return l2_penalty(self.params["W"], self.l2)[0] if self.l2 else 0.0
-
-    def l2_grad(self, lazy=False):
-        """The gradient of ``penalty``, ``2 * l2 * W``; for a lazy step with ``row_scale`` set,
-        each row's times its scale."""
-        W = self.params["W"]
-        if lazy and self.row_scale is not None:
-            return ((2.0 * self.l2) * self.row_scale) * W
-        return l2_penalty(W, self.l2)[1]
+        """The distinct rows the last batch looked up, sorted (what a lazy optimiser updates)."""
+        return get_array_module(self.params["W"]).unique(self.idx)
 
 
 def scatter_add(target, idx, values):
@@ -125,8 +102,7 @@ class Concat(Layer):
 
     def forward(self, a, b):
         self.split = a.shape[1]
-        xp = get_array_module(a)
-        return xp.concatenate([a, b], axis=1)
+        return get_array_module(a).concatenate([a, b], axis=1)
 
     def backward(self, dout):
         return dout[:, :self.split], dout[:, self.split:]
@@ -189,20 +165,61 @@ class Dropout(Layer):
             raise ValueError(f"dropout p (the drop probability) must be in [0, 1), got {p}")
         self.p = float(p)
         self.rng = rng if rng is not None else np.random.default_rng()
+        self.device_rng = None
+
+    def scale(self, shape, dtype, xp=np):
+        """A fresh mask, already scaled: keep / (1 - p), entries 0 or 1/(1-p), shape ``shape``."""
+        if xp is np:
+            keep = self.rng.random(shape) >= self.p
+        else:
+            if self.device_rng is None:
+                self.device_rng = xp.random.default_rng(int(self.rng.integers(2**63)))
+            keep = self.device_rng.random(shape) >= self.p
+        return keep.astype(dtype) / np.dtype(dtype).type(1.0 - self.p)
 
     def forward(self, x, training=True):
         if not training or self.p == 0.0:
-            self.scale = None
+            self.mask = None
             return x
-        xp = get_array_module(x)
-        if xp is np:
-            keep = self.rng.random(x.shape) >= self.p
-        else:
-            if getattr(self, "device_rng", None) is None:
-                self.device_rng = xp.random.default_rng(int(self.rng.integers(2**63)))
-            keep = self.device_rng.random(x.shape) >= self.p
-        self.scale = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
-        return x * self.scale
+        self.mask = self.scale(x.shape, x.dtype, get_array_module(x))
+        return x * self.mask
 
     def backward(self, dout):
-        return dout if self.scale is None else dout * self.scale
+        return dout if self.mask is None else dout * self.mask
+
+
+def sigmoid_range(z, lo, span):
+    """r̂ = lo + span·σ(z) with σ(z) = 1 / (1 + e^-z); returns (r̂, σ(z)).
+
+    Written once, for one number or for whole arrays: the ``SigmoidRange`` layer calls it on
+    arrays, the Numba kernels compile it into their loops, and on the GPU it is compiled into
+    one elementwise kernel (``backend.compiled``).
+    """
+    s = 1.0 / (1.0 + np.exp(-z))
+    return lo + span * s, s
+
+
+def sigmoid_range_grad(s, span):
+    """dr̂/dz = span·σ(z)·(1 - σ(z)), from s = σ(z)."""
+    return span * s * (1.0 - s)
+
+
+class SigmoidRange(Layer):
+    """Squash a raw score into (lo, hi):  r̂ = lo + (hi - lo)·σ(z)  (fastai's ``y_range``).
+
+    forward:  z (N,)     ->  r̂ (N,)
+    backward: dout (N,)  ->  dz = dout · (hi - lo) · σ(z) · (1 - σ(z))
+    """
+
+    def __init__(self, lo, hi):
+        super().__init__()
+        if not float(lo) < float(hi):
+            raise ValueError(f"y_range must be (lo, hi) with lo < hi, got ({lo}, {hi})")
+        self.lo, self.span = float(lo), float(hi) - float(lo)
+
+    def forward(self, z):
+        pred, self.s = compiled(sigmoid_range, get_array_module(z))(z, self.lo, self.span)
+        return pred
+
+    def backward(self, dout):
+        return dout * sigmoid_range_grad(self.s, self.span)

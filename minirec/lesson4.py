@@ -17,16 +17,15 @@ so that is what the notebook actually ran. ``improved=True`` trains the better r
 (sigmoid output range, one-cycle schedule; see ``IMPROVED``).
 """
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import default_cache_home, load_movielens
-from .models import DotProduct, DotProductBias, NeuralNet
+from .models import KINDS, TITLES
 from .optim import Adam
+from .weights import atomic_write
 
 FACTORS, L2, BATCH = 50, 1e-4, 64
 NOTEBOOK = {  # model -> [(epochs, learning rate), ...] as the notebook's cells ran them
@@ -43,15 +42,13 @@ IMPROVED = {
     "nn": dict(model=dict(l2=1e-4, y_range=(0.0, 5.5), dropout=(0.5, 0.5)), weight_decay=0.01,
                epochs=5, lr_max=3e-3),
 }
-TITLES = {"dot": "dot product", "bias": "dot product + biases", "nn": "neural net"}
 TRACK_USER, TRACK_MOVIE = 3, 6
 
 
 def build(kind, ds, seed, backend=None, **kwargs):
-    """The notebook's model ``kind`` for data set ``ds``."""
-    cls = {"dot": DotProduct, "bias": DotProductBias, "nn": NeuralNet}[kind]
+    """The notebook's model ``kind`` (``models.KINDS``: dot, bias, nn) for data set ``ds``."""
     kwargs.setdefault("l2", L2)
-    return cls(ds.n_users, ds.n_movies, n_factors=FACTORS, seed=seed, backend=backend, **kwargs)
+    return KINDS[kind](ds.n_users, ds.n_movies, n_factors=FACTORS, seed=seed, backend=backend, **kwargs)
 
 
 def tracked_prediction(model):
@@ -156,9 +153,5 @@ def print_table(results, ds, schedule):
 
 
 def write_json(path, payload):
-    """Write ``payload`` as JSON atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    """Write ``payload`` as JSON, atomically (``weights.atomic_write``)."""
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))

@@ -15,12 +15,15 @@ whole-table penalty is what keeps rarely-seen movies near zero.
 **lazy** (``lazy=True``, what fast trainers do): only the rows seen in the batch step (with the
 L2 gradient of those rows only); the other rows, and their moments, are left untouched. Each
 step costs O(batch) instead of O(table), but a row is now shrunk only when it is seen, so the
-notebook's λ regularises far less. See ``Adam`` and the README for the remedy.
+notebook's λ regularises far less. See ``losses.BalancedL2`` for the remedy.
 """
+import math
+from typing import NamedTuple
+
 import numpy as np
 
-from .backend import get_array_module
-
+from .backend import compiled, get_array_module
+from .checks import finite_positive
 
 ALL_ROWS = slice(None)  # p[ALL_ROWS] is the whole array: a dense update
 
@@ -30,7 +33,7 @@ class Optimizer:
     lazy = False
 
     def __init__(self, lr):
-        self.lr = float(lr)
+        self.lr = finite_positive("the learning rate", lr)
         self.iterations = 0  # t: steps taken so far
         self.state = {}
 
@@ -46,10 +49,10 @@ class Optimizer:
             r = rows.get(name, ALL_ROWS) if self.lazy else ALL_ROWS
             self._update(name, p, grads[name], r)
 
-    def _slot(self, name, key, like):
+    def slot(self, name, key, like):
         """Optimiser state for one parameter (a zero array shaped like it), made on first use."""
         state = self.state.setdefault(name, {})
-        if key not in state:
+        if key not in state or state[key].shape != like.shape:
             state[key] = get_array_module(like).zeros_like(like)
         return state[key]
 
@@ -70,18 +73,45 @@ class SGD(Optimizer):
         p[r] = p[r] - self.lr * g[r]
 
 
-class Adam(Optimizer):
-    """Adam (Kingma & Ba, 2015) with the bias correction written out.
+class AdamStep(NamedTuple):
+    """The numbers of one Adam step t, each in the parameters' dtype (see ``Adam.constants``)."""
+    lr: float
+    beta_1: float
+    one_minus_beta_1: float
+    beta_2: float
+    one_minus_beta_2: float
+    m_correction: float        # 1 / (1 - β1^t)
+    v_correction: float        # 1 / (1 - β2^t)
+    epsilon: float
+    lr_decay: float            # lr · weight_decay
 
-    At step t (counting from 1), for each parameter p with gradient g::
+
+def adam_update(w, g, m, v, k):
+    """One Adam step for a weight w with gradient g and moments m, v — one number, or whole arrays
+    elementwise. ``k`` holds the step's numbers (``AdamStep``). Returns the new (w, m, v)::
 
         m  <- β1 m + (1 - β1) g            first moment (running mean of g)
         v  <- β2 v + (1 - β2) g²           second moment (running mean of g²)
-        m̂  =  m / (1 - β1**t)              bias correction: m and v start at zero
-        v̂  =  v / (1 - β2**t)
-        p  <- p - lr * m̂ / (sqrt(v̂) + ε)  -  lr * weight_decay * p
+        m̂  =  m / (1 - β1^t)               bias correction: m and v start at zero
+        v̂  =  v / (1 - β2^t)
+        w  <- w - lr · m̂ / (√v̂ + ε)  -  lr · weight_decay · w
 
-    Defaults are Keras 1's: lr 1e-3, β1 0.9, β2 0.999, ε 1e-8.
+    This is the only place the update is written: ``Adam`` calls it on arrays, the Numba kernels
+    compile it into their loops, and on the GPU ``cupy.fuse`` compiles it into one kernel.
+    The bias corrections arrive as 1/(1 - β^t), worked out once per step, so a weight costs
+    a multiplication there instead of a division.
+    """
+    m = k.beta_1 * m + k.one_minus_beta_1 * g
+    v = k.beta_2 * v + k.one_minus_beta_2 * (g * g)
+    m_hat = m * k.m_correction
+    v_hat = v * k.v_correction
+    w = w - k.lr * m_hat / (np.sqrt(v_hat) + k.epsilon) - k.lr_decay * w
+    return w, m, v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), the update of ``adam_update``, with the bias correction written
+    out. Defaults are Keras 1's: lr 1e-3, β1 0.9, β2 0.999, ε 1e-8.
 
     ``weight_decay`` is *decoupled* weight decay (AdamW, Loshchilov & Hutter 2019): the
     parameter shrinks by ``lr * weight_decay * p`` outside the adaptive step, instead of adding
@@ -93,7 +123,7 @@ class Adam(Optimizer):
 
     ``lazy_l2`` says how a lazy step regularises: ``"balanced"`` (default) weighs each row's
     L2 by how rarely it is seen, so the expected penalty matches Keras's whole-table one (see
-    ``Model.balance_lazy_l2``); ``"seen"`` applies the plain λ to the rows seen (PyTorch's
+    ``losses.BalancedL2``); ``"seen"`` applies the plain λ to the rows seen (PyTorch's
     SparseAdam with the penalty on looked-up rows — it overfits).
     """
 
@@ -101,26 +131,31 @@ class Adam(Optimizer):
                  lazy=False, lazy_l2="balanced"):
         super().__init__(lr)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        if not (0 <= self.beta_1 < 1 and 0 <= self.beta_2 < 1 and self.epsilon > 0):
+            raise ValueError("Adam needs 0 <= beta_1, beta_2 < 1 and epsilon > 0")
         self.weight_decay = float(weight_decay)
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
         self.lazy = bool(lazy)
         if lazy_l2 not in ("balanced", "seen"):
             raise ValueError(f"lazy_l2 must be 'balanced' or 'seen', got {lazy_l2!r}")
         self.lazy_l2 = lazy_l2
 
+    def constants(self, t, dtype, lr=None):
+        """The ``AdamStep`` of step t (counting from 1) at rate ``lr`` (default ``self.lr``),
+        worked out in float64 and then cast to ``dtype`` (as NumPy casts a Python float)."""
+        lr = self.lr if lr is None else float(lr)
+        b1, b2 = self.beta_1, self.beta_2
+        cast = np.dtype(dtype).type
+        return AdamStep(*(cast(x) for x in (lr, b1, 1 - b1, b2, 1 - b2, 1 / (1 - b1 ** t),
+                                             1 / (1 - b2 ** t), self.epsilon,
+                                             lr * self.weight_decay)))
+
     def _update(self, name, p, g, r):
-        b1, b2, t, lr = self.beta_1, self.beta_2, self.iterations, self.lr
-        m_all, v_all = self._slot(name, "m", p), self._slot(name, "v", p)
-        g = g[r]
-        m = b1 * m_all[r] + (1 - b1) * g
-        v = b2 * v_all[r] + (1 - b2) * (g * g)
-        m_hat = m / (1 - b1 ** t)
-        v_hat = v / (1 - b2 ** t)
-        xp = get_array_module(p)
-        step = lr * m_hat / (xp.sqrt(v_hat) + self.epsilon)
-        if self.weight_decay:
-            step = step + (lr * self.weight_decay) * p[r]
-        m_all[r], v_all[r] = m, v
-        p[r] = p[r] - step
+        m_all, v_all = self.slot(name, "m", p), self.slot(name, "v", p)
+        k = self.constants(self.iterations, p.dtype)
+        update = compiled(adam_update, get_array_module(p), AdamStep)  # cupy.fuse on the GPU
+        p[r], m_all[r], v_all[r] = update(p[r], g[r], m_all[r], v_all[r], k)
 
 
 def one_cycle_lr(step, n_steps, lr_max, div=25.0, final_div=1e4, pct_start=0.25):

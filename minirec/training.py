@@ -1,10 +1,10 @@
 """The training loop: batching, the per-epoch report, progress, and stopping on a NaN.
 
 ``fit`` runs epochs. An epoch shuffles the training rows, cuts them into batches of
-``batch_size`` and hands ranges of batches to the model's *epoch runner*, which depends on the
-backend (``Model.run_batches``): the layer-by-layer reference loop on NumPy, the fused Numba
-kernels (``kernels/numba_cpu.py``) or the CuPy runner (``kernels/cupy_gpu.py``). Runners
-return the MSE of each batch; the loop adds the report and the checks.
+``batch_size`` and hands ranges of batches to the *runner* ``runners.runner_for`` chose for the
+model (its layers plus a per-table Adam, or a registered whole-model kernel). Runners return the
+MSE of each batch; the loop adds the report and the checks. Data flows one way: training calls
+the runner, the runner calls the model.
 
 Reported numbers (per epoch, Keras style):
 
@@ -17,7 +17,9 @@ import time
 
 import numpy as np
 
+from . import checks
 from .backend import to_numpy
+from .runners import Batches, runner_for
 
 
 class TrainingDiverged(FloatingPointError):
@@ -42,7 +44,8 @@ class History:
 
 
 def epoch_order(n, rng, shuffle=True, xp=np):
-    """The order in which the ``n`` training rows are visited this epoch.
+    """The order in which the ``n`` training rows are visited this epoch: a fresh permutation
+    from ``rng`` every epoch (or 0..n-1 without ``shuffle``).
 
     On the GPU the permutation is drawn on the device, from a CuPy generator seeded from
     ``rng``: reproducible, but a different order from the CPU's (permuting 25M rows on the
@@ -55,8 +58,8 @@ def epoch_order(n, rng, shuffle=True, xp=np):
     return xp.random.RandomState(int(rng.integers(2**63))).permutation(n)
 
 
-def fit(model, users, movies, y, batch_size=64, epochs=1, validation_data=None, shuffle=True,
-        verbose=1, lr_schedule=None):
+def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True, verbose=1,
+        lr_schedule=None):
     """Train ``model`` in place; see ``Model.fit`` for the arguments.
 
     ``lr_schedule(step, n_steps)``, when given, sets the learning rate of every batch (a
@@ -64,30 +67,39 @@ def fit(model, users, movies, y, batch_size=64, epochs=1, validation_data=None, 
     """
     if model.optimizer is None:
         raise RuntimeError("call model.compile(optimizer) before fit")
+    users, movies = checks.inputs(x, model.n_users, model.n_movies, model.xp)
+    y = checks.ratings(y, len(users), model.xp, model.dtype)
+    batch_size = checks.whole_number("batch_size", batch_size, 1)
+    epochs = checks.whole_number("epochs", epochs, 0)
+    checks.finite_positive("the learning rate (optimizer.lr)", model.optimizer.lr)
+    if validation_data is not None:
+        (vu, vm), vy = validation_data
+        vu, vm = checks.inputs([vu, vm], model.n_users, model.n_movies, model.xp)
+        validation_data = ([vu, vm], checks.ratings(vy, len(vu), model.xp, model.dtype))
     n = len(y)
     if n == 0:
         raise ValueError("fit needs at least one training rating")
     n_batches = math.ceil(n / batch_size)
-    opt = model.optimizer
-    model.balance_lazy_l2(users, movies, batch_size,
-                          on=opt.lazy and getattr(opt, "lazy_l2", "") == "balanced")
+    runner = runner_for(model, users, movies, batch_size)
     history = History()
     base_lr = model.optimizer.lr
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        order = epoch_order(n, model.shuffle_rng, shuffle, model.xp)
+        batches = Batches(users, movies, y, epoch_order(n, model.shuffle_rng, shuffle, model.xp),
+                          batch_size)
         if lr_schedule is None:
             lrs = np.full(n_batches, model.optimizer.lr)
         else:
             first = (epoch - 1) * n_batches
             lrs = np.array([lr_schedule(first + b, epochs * n_batches) for b in range(n_batches)])
-        losses = _run_epoch(model, users, movies, y, order, batch_size, lrs, epoch, verbose)
+            if not np.all(np.isfinite(lrs) & (lrs > 0)):
+                raise ValueError("lr_schedule gave a learning rate that is not a finite number > 0")
+        losses = _run_epoch(model, runner, batches, lrs, epoch, verbose)
         seconds = time.perf_counter() - start
         loss = float(np.mean(losses)) + model.penalty()
         val_loss = None
-        if validation_data is not None:
-            (vu, vm), vy = validation_data
-            val_loss = model.evaluate([vu, vm], vy)
+        if validation_data is not None and len(validation_data[1]):
+            val_loss = model.evaluate(*validation_data)
         history.append(epoch, loss=loss, val_loss=val_loss, lr=float(lrs[-1]), seconds=seconds)
         if verbose:
             line = f"Epoch {epoch}/{epochs} - {n:,} samples - {seconds:.2f}s - loss: {loss:.4f}"
@@ -99,19 +111,20 @@ def fit(model, users, movies, y, batch_size=64, epochs=1, validation_data=None, 
     return history
 
 
-def _run_epoch(model, users, movies, y, order, batch_size, lrs, epoch, verbose):
-    """Run one epoch in chunks of batches (for the progress bar); stop on a non-finite loss."""
+def _run_epoch(model, runner, batches, lrs, epoch, verbose):
+    """Run one epoch, in chunks of batches when a progress bar is shown; stop on a non-finite
+    loss."""
     n_batches = len(lrs)
     snapshot = {k: v.copy() for k, v in model.params.items()}  # last known-good weights
-    # Calls of about 1% of the epoch keep the progress bar moving; on the GPU one call per
-    # epoch, so the batch losses come back to the host once.
-    chunk = n_batches if model.backend == "cupy" else max(1, n_batches // 100)
-    losses = np.empty(n_batches)
     bar = _progress(n_batches, epoch, verbose)
+    # With a bar, calls of about 1% of the epoch keep it moving; without one (and always on the
+    # GPU, where the losses then come back to the host once), one call per epoch.
+    chunk = n_batches if bar.disable or model.backend == "cupy" else max(1, n_batches // 100)
+    losses = np.empty(n_batches)
     for first in range(0, n_batches, chunk):
         last = min(n_batches, first + chunk)
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite losses are caught below
-            part, bad = model.run_batches(users, movies, y, order, batch_size, lrs, first, last)
+            part, bad = runner.run(batches, lrs, first, last)
         losses[first:first + len(part)] = part
         if bad >= 0:
             bar.close()

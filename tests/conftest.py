@@ -4,8 +4,30 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from minirec.backend import cupy_available, numba_available
+
 settings.register_profile("minirec", max_examples=40, deadline=None)
 settings.load_profile("minirec")
+
+# Every backend, parametrised: the ones missing here are skipped with the reason.
+BACKENDS = [
+    "numpy",
+    pytest.param("numba", marks=pytest.mark.skipif(not numba_available(),
+                                                   reason="the numba backend needs numba")),
+    pytest.param("cupy", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not cupy_available(), reason="needs CuPy and a CUDA device")]),
+]
+FAST_BACKENDS = BACKENDS[1:]  # the backends compared against the NumPy reference
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=FAST_BACKENDS)
+def fast_backend(request):
+    return request.param
 
 
 def data_home():

@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minirec.layers import Concat, Dense, Dot, Dropout, Embedding, ReLU
+from minirec.layers import (Concat, Dense, Dot, Dropout, Embedding, ReLU, SigmoidRange,
+                            sigmoid_range)
 
 small = st.integers(1, 4)
 finite = st.floats(-3, 3, allow_nan=False, width=64)
@@ -84,7 +85,29 @@ def test_dense_init_is_glorot_uniform_with_zero_bias():
     assert not layer.params["b"].any()
 
 
-def test_embedding_penalty_is_l2_times_sum_of_squares():
-    layer = Embedding(3, 2, l2=0.5, dtype=np.float64)
-    layer.params["W"][:] = [[1, 2], [0, 0], [-1, 1]]
-    assert layer.penalty() == pytest.approx(0.5 * (1 + 4 + 1 + 1))
+@given(z=arrays(np.float64, 7, elements=st.floats(-30, 30)))
+def test_sigmoid_range_stays_inside_the_range_and_is_centred(z):
+    layer = SigmoidRange(0.0, 5.5)
+    out = layer.forward(z)
+    assert np.all((out >= 0.0) & (out <= 5.5))
+    np.testing.assert_allclose(out, 5.5 / (1 + np.exp(-z)), rtol=1e-12)
+    assert layer.forward(np.zeros(1))[0] == pytest.approx(2.75)
+
+
+def test_sigmoid_range_is_one_function_for_numbers_and_arrays():
+    z = np.array([-2.0, 0.0, 3.0])
+    pred, s = sigmoid_range(z, 1.0, 4.0)
+    for k in range(3):
+        one, s_one = sigmoid_range(float(z[k]), 1.0, 4.0)
+        assert one == pytest.approx(pred[k], rel=1e-15) and s_one == pytest.approx(s[k], rel=1e-15)
+
+
+def test_sigmoid_range_refuses_an_empty_range():
+    with pytest.raises(ValueError, match="lo < hi"):
+        SigmoidRange(5.0, 5.0)
+
+
+def test_embedding_has_no_regulariser_of_its_own():
+    """L2 lives in losses.L2 and is attached by the model; the layer is a plain lookup."""
+    layer = Embedding(3, 2, dtype=np.float64)
+    assert set(vars(layer)) <= {"params", "grads", "idx"}

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minirec import SGD, Adam, DotProductBias
+from minirec.optim import adam_update, one_cycle_lr
 
 
 def test_adam_two_steps_by_hand_dense():
@@ -90,3 +91,50 @@ def test_changing_lr_between_fits_changes_the_step_size():
         model.fit([users, movies], y, epochs=1, verbose=0)
         moves.append(sum(np.abs(model.params[k] - before[k]).sum() for k in before))
     assert 5 < moves[1] / moves[0] < 15
+
+
+@given(t=st.integers(1, 50), seed=st.integers(0, 2**16))
+def test_adam_update_is_the_textbook_update(t, seed):
+    """The one written-out update, against Kingma & Ba's algorithm computed here with its
+    divisions: m̂ = m/(1-β1^t), v̂ = v/(1-β2^t), w -= lr·m̂/(√v̂+ε) + lr·wd·w."""
+    rng = np.random.default_rng(seed)
+    w, g, m, v = rng.standard_normal((4, 5)), rng.standard_normal(5), rng.standard_normal(5), rng.random(5)
+    opt = Adam(lr=0.05, beta_1=0.8, beta_2=0.99, epsilon=1e-6, weight_decay=0.1)
+    m1 = 0.8 * m + 0.2 * g
+    v1 = 0.99 * v + 0.01 * g * g
+    w1 = w[0] - 0.05 * (m1 / (1 - 0.8 ** t)) / (np.sqrt(v1 / (1 - 0.99 ** t)) + 1e-6) - 0.05 * 0.1 * w[0]
+    got = adam_update(w[0], g, m, v, opt.constants(t, np.float64))
+    np.testing.assert_allclose(got[0], w1, rtol=1e-12)
+    np.testing.assert_allclose(got[1], m1, rtol=1e-12)
+    np.testing.assert_allclose(got[2], v1, rtol=1e-12)
+
+
+def test_adam_constants_come_in_the_parameters_dtype():
+    """Float32 weights stay float32 through the update (a float64 constant would upcast)."""
+    k = Adam().constants(3, np.float32)
+    assert all(type(x) is np.float32 for x in k)
+    w, m, v = adam_update(np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32),
+                          np.zeros(3, np.float32), k)
+    assert w.dtype == m.dtype == v.dtype == np.float32
+
+
+def test_one_cycle_warms_up_then_anneals_on_cosines():
+    """From lr_max/25 up to lr_max over the first quarter, then down to lr_max/25e4; half way
+    through each phase the rate is the mean of its two ends (a cosine, not a straight line:
+    a quarter of the way it is 1/2 - √2/4 of the way)."""
+    n, top = 400, 0.01
+    lrs = np.array([one_cycle_lr(s, n, top) for s in range(n)])
+    assert lrs[0] == pytest.approx(top / 25)
+    assert lrs.argmax() == 100 and lrs[100] == pytest.approx(top)
+    assert np.all(np.diff(lrs[:101]) > 0) and np.all(np.diff(lrs[100:]) < 0)
+    assert lrs[50] == pytest.approx((top / 25 + top) / 2)
+    assert lrs[25] == pytest.approx(top / 25 + (top - top / 25) * (0.5 - np.sqrt(2) / 4))
+    end = top / (25 * 1e4)
+    assert lrs[250] == pytest.approx((top + end) / 2)
+    assert one_cycle_lr(n, n, top) == pytest.approx(end)
+
+
+@pytest.mark.parametrize("lr", [0, -0.1, float("nan"), float("inf"), "0.1", True])
+def test_a_learning_rate_must_be_finite_and_positive(lr):
+    with pytest.raises(ValueError, match="learning rate"):
+        Adam(lr)

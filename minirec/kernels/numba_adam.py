@@ -1,0 +1,94 @@
+"""Adam for one table at a time, compiled by Numba: the per-table piece every model uses on the
+numba backend (``runners.LayerRunner``) and the whole-model kernels call too.
+
+The update itself is ``optim.adam_update``, compiled here as it is written there; what these
+loops add is *which* entries it visits and the L2 term of the gradient:
+
+    dense (every entry):           g = G + 2λ·W                       then adam_update
+    lazy (the rows a batch saw):   g = G[i] + c_i·W[i]   (c_i: 2λ, or the balanced 2λ/p_i)
+
+Arguments are one ``Table`` per parameter — its weights w, the batch's gradient g, Adam's
+moments m and v, all 2-D (a bias (H,) travels as (1, H)) — and the step's ``AdamStep`` k.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ..optim import AdamStep, adam_update as _adam_update
+from . import jit
+from .denormals import flush_denormals, restore_fp_mode
+
+adam_update = jit(_adam_update)
+
+
+class Table(NamedTuple):
+    """One parameter as the kernels see it (all arrays 2-D, C-contiguous, one dtype)."""
+    w: np.ndarray       # the weights
+    g: np.ndarray       # the gradient of the batch's MSE (a buffer kept at zero in between)
+    m: np.ndarray       # Adam's first moment
+    v: np.ndarray       # Adam's second moment
+    l2: float           # 2λ, for dense steps
+    l2_rows: np.ndarray  # (rows,) the L2 factor of each row in lazy steps: 2λ, or 2λ/p_i
+
+
+@jit
+def adam_dense(t, k):
+    """Every entry of table t takes a step, with g = G + 2λ·W (one flat loop, so that LLVM
+    vectorises it; it then runs at the speed of memory and of one division and square root
+    per entry — the whole cost of Keras-style dense updates).
+
+    Denormals are flushed to zero meanwhile (``denormals.py``): dense Adam with L2 pulls rows
+    no batch touches towards 1e-32, where every vector operation takes a slow microcode path.
+    """
+    w, g, m, v = t.w.reshape(t.w.size), t.g.reshape(t.g.size), t.m.reshape(t.m.size), t.v.reshape(t.v.size)
+    fp_mode = flush_denormals()
+    for e in range(w.size):
+        w[e], m[e], v[e] = adam_update(w[e], g[e] + t.l2 * w[e], m[e], v[e], k)
+    restore_fp_mode(fp_mode)
+
+
+@jit
+def adam_rows(t, rows, n_rows, k):
+    """Only rows[0..n_rows-1] of table t take a step, row i with g = G[i] + c_i·W[i]."""
+    for r in range(n_rows):
+        i = rows[r]
+        c = t.l2_rows[i]
+        for f in range(t.w.shape[1]):
+            t.w[i, f], t.m[i, f], t.v[i, f] = adam_update(t.w[i, f], t.g[i, f] + c * t.w[i, f],
+                                                          t.m[i, f], t.v[i, f], k)
+
+
+@jit
+def step_table(t, rows, n_rows, k, lazy):
+    """A table's Adam step: every entry (dense), or rows[0..n_rows-1] (lazy)."""
+    if lazy:
+        adam_rows(t, rows, n_rows, k)
+    else:
+        adam_dense(t, k)
+
+
+@jit
+def adam_step_at(steps, b):
+    """Row b of an (n, 9) array of step constants, as an ``AdamStep``."""
+    s = steps[b]
+    return AdamStep(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8])
+
+
+def adam_steps(opt, dtype, lrs, t0):
+    """The ``AdamStep`` of each of the batches at rates ``lrs``, steps t0+1, t0+2, ..., as rows
+    of one array (what ``adam_step_at`` reads)."""
+    return np.array([opt.constants(t0 + 1 + b, dtype, lr) for b, lr in enumerate(lrs)], dtype)
+
+
+def table(w, g, m, v, l2, l2_rows):
+    """A ``Table``: the arrays as 2-D views (a bias (H,) as (1, H)), 2λ and the rows' L2 factors."""
+    w, g, m, v = (a.reshape(1, -1) if a.ndim == 1 else a for a in (w, g, m, v))
+    return Table(w, g, m, v, w.dtype.type(l2), l2_rows)
+
+
+def l2_factors(regulariser, w):
+    """(2λ, the rows' L2 factors) of a table's regulariser; (0, zeros) for a table without one."""
+    if regulariser is None:
+        rows = w.shape[0] if w.ndim == 2 else 1
+        return 0.0, np.zeros(rows, w.dtype)
+    return 2.0 * regulariser.l2, regulariser.coefficients(w)

@@ -1,0 +1,163 @@
+"""The whole-model kernel of ``DotProduct`` and ``DotProductBias`` (registered for exactly those
+classes in ``models.py``): a range of batches in one compiled call, no allocation per batch.
+
+For rating k of a batch, user i = users[k], movie j = movies[k], rating r (the reference's names):
+
+    z    = u_i · m_j  (+ b_i + b_j)                   Dot.forward, plus the two bias lookups
+    r̂    = z,  or  lo + span·σ(z)                     layers.sigmoid_range (compiled as written)
+    err  = r̂ - r                                      losses.mse
+    dz   = err · 2/N   (· span·σ(z)(1-σ(z)))          mse's gradient, SigmoidRange.backward
+    g(u_i) += dz · m_j;   g(m_j) += dz · u_i          Dot.backward, Embedding.backward (scatter-add)
+    g(b_i) += dz;         g(b_j) += dz
+
+After the batch, if its loss is finite: Adam on every table (``numba_adam.step_table``, which
+compiles ``optim.adam_update``), then the touched rows of each gradient buffer go back to zero.
+A batch whose loss is not finite stops the call before any update.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ..layers import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
+from . import jit
+from .numba_adam import adam_step_at, adam_steps, l2_factors, step_table, table
+
+sigmoid_range, sigmoid_range_grad = jit(_sigmoid_range), jit(_sigmoid_range_grad)
+
+
+class Batches(NamedTuple):
+    """The training data and this epoch's order: batch b is order[b·size : (b+1)·size]."""
+    users: np.ndarray
+    movies: np.ndarray
+    ratings: np.ndarray
+    order: np.ndarray
+    size: int
+
+
+class Squash(NamedTuple):
+    """The output range: on (a SigmoidRange), lo and span = hi - lo."""
+    on: bool
+    lo: float
+    span: float
+
+
+class Seen(NamedTuple):
+    """Which rows a batch touched: stamp[i] == b marks row i seen in batch b; rows[0..n) lists them."""
+    stamp_i: np.ndarray
+    stamp_j: np.ndarray
+    rows_i: np.ndarray
+    rows_j: np.ndarray
+
+
+@jit
+def mark(row, b, stamp, rows, n):
+    """Note ``row`` as seen in batch b (once); returns the number of distinct rows so far."""
+    if stamp[row] != b:
+        stamp[row] = b
+        rows[n] = row
+        n += 1
+    return n
+
+
+@jit
+def zero_rows(g, rows, n):
+    for r in range(n):
+        g[rows[r]] = 0
+
+
+@jit
+def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, has_bias, squash,
+                  seen, losses):
+    """Batches first..last-1 of ``data``; u, m, b_i, b_j are ``Table``s (u (U, F), m (M, F),
+    b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``). Returns the first batch
+    whose loss was not finite (nothing updated for it), or -1."""
+    n, F = data.order.shape[0], u.w.shape[1]
+    for b in range(first, last):
+        start, stop = b * data.size, min(n, (b + 1) * data.size)
+        scale = two_over_n[0] if stop - start == data.size else two_over_n[1]
+        loss, n_i, n_j = 0.0, 0, 0
+        for k in range(start, stop):
+            row = data.order[k]
+            i, j = data.users[row], data.movies[row]
+            z = u.w[i, 0] * m.w[j, 0]
+            for f in range(1, F):
+                z += u.w[i, f] * m.w[j, f]
+            if has_bias:
+                z = z + b_i.w[i, 0] + b_j.w[j, 0]
+            if squash.on:
+                pred, s = sigmoid_range(z, squash.lo, squash.span)
+                err = pred - data.ratings[row]
+                dz = err * scale * sigmoid_range_grad(s, squash.span)
+            else:
+                err = z - data.ratings[row]
+                dz = err * scale
+            loss += err * err
+            for f in range(F):
+                u.g[i, f] += dz * m.w[j, f]
+                m.g[j, f] += dz * u.w[i, f]
+            if has_bias:
+                b_i.g[i, 0] += dz
+                b_j.g[j, 0] += dz
+            n_i = mark(i, b, seen.stamp_i, seen.rows_i, n_i)
+            n_j = mark(j, b, seen.stamp_j, seen.rows_j, n_j)
+        losses[b - first] = loss / (stop - start)
+        if not np.isfinite(losses[b - first]):
+            return b
+        k_b = adam_step_at(steps, b - first)
+        step_table(u, seen.rows_i, n_i, k_b, lazy)
+        step_table(m, seen.rows_j, n_j, k_b, lazy)
+        zero_rows(u.g, seen.rows_i, n_i)
+        zero_rows(m.g, seen.rows_j, n_j)
+        if has_bias:
+            step_table(b_i, seen.rows_i, n_i, k_b, lazy)
+            step_table(b_j, seen.rows_j, n_j, k_b, lazy)
+            zero_rows(b_i.g, seen.rows_i, n_i)
+            zero_rows(b_j.g, seen.rows_j, n_j)
+    return -1
+
+
+class Trainer:
+    """Drives ``train_batches`` for one model through its adapter (``models.dot_adapter`` or
+    ``bias_adapter``), with gradient buffers and row stamps kept from call to call."""
+
+    def __init__(self, model, adapter, regularisers):
+        self.model, self.regularisers = model, regularisers
+        self.names, squash = adapter(model)
+        self.squash = Squash(squash is not None, *((squash.lo, squash.span) if squash else (0.0, 1.0)))
+        self.grads = {role: np.zeros_like(model.params[name]) for role, name in self.names.items()}
+        self.l2 = {role: l2_factors(regularisers.get(name), model.params[name])
+                   for role, name in self.names.items()}
+        self.dummy = np.zeros((1, 1), model.dtype)
+        self.no_l2 = l2_factors(None, self.dummy)
+
+    def tables(self):
+        model, opt = self.model, self.model.optimizer
+        out = {}
+        for role in ("u", "m", "b_i", "b_j"):
+            name = self.names.get(role)
+            if name is None:
+                out[role] = table(self.dummy, self.dummy, self.dummy, self.dummy, *self.no_l2)
+                continue
+            p = model.params[name]
+            out[role] = table(p, self.grads[role], opt.slot(name, "m", p), opt.slot(name, "v", p),
+                              *self.l2[role])
+        return out
+
+    def run(self, batches, lrs, first, last):
+        model, opt = self.model, self.model.optimizer
+        data = Batches(batches.users, batches.movies, batches.ratings, batches.order, batches.size)
+        last_size = len(batches.order) - (len(batches.order) - 1) // batches.size * batches.size
+        two_over_n = np.array([2.0 / batches.size, 2.0 / last_size], model.dtype)
+        seen = Seen(np.full(model.n_users, -1, np.int64), np.full(model.n_movies, -1, np.int64),
+                    np.empty(batches.size, np.int64), np.empty(batches.size, np.int64))
+        losses = np.empty(last - first)
+        t = self.tables()
+        bad = train_batches(data, first, last, adam_steps(opt, model.dtype, lrs[first:last], opt.iterations),
+                            two_over_n, opt.lazy, t["u"], t["m"], t["b_i"], t["b_j"],
+                            "b_i" in self.names, self.squash, seen, losses)
+        done = last - first if bad < 0 else bad - first
+        opt.iterations += done
+        if bad >= 0:  # leave no partial gradient behind for the next call
+            for g in self.grads.values():
+                g[...] = 0
+        return losses[:done + (bad >= 0)], bad

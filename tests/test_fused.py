@@ -1,0 +1,114 @@
+"""One step of every fused piece against the reference, on tiny shapes with repeated ids.
+
+A failure names the piece that broke: the per-table Adam loops (dense, lazy), each whole-model
+kernel, and on a GPU the ``cupy.fuse``-compiled equations. Float64 throughout, to 1e-12 (the
+pieces compile the reference's own functions, so only summation order may differ).
+"""
+import numpy as np
+import pytest
+
+from minirec import Adam, DotProduct, DotProductBias, NeuralNet
+from minirec.backend import compiled, cupy_available, to_numpy
+from minirec.losses import L2, BalancedL2
+from minirec.optim import AdamStep, adam_update
+from minirec.runners import Batches, FusedRunner, LayerRunner, training_regularisers
+
+USERS = np.array([0, 0, 1, 3, 3, 2, 0, 1])   # repeated ids in one batch, on purpose
+MOVIES = np.array([4, 4, 0, 1, 4, 2, 2, 0])
+RATINGS = np.array([4.0, 3.5, 1.0, 5.0, 2.5, 3.0, 4.5, 0.5])
+
+
+def close(piece, name, expected, got, tol=1e-12):
+    expected, got = to_numpy(expected), to_numpy(got)
+    worst = float(np.max(np.abs(expected - got))) / max(1e-30, float(np.max(np.abs(expected))))
+    assert worst < tol, f"{piece}: {name} differs from the reference by {worst:.2e} (relative)"
+
+
+def tables(seed=0):
+    rng = np.random.default_rng(seed)
+    W, G = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    m, v = 0.1 * rng.standard_normal((5, 3)), rng.random((5, 3))
+    return W, G, m, v
+
+
+def test_per_table_dense_adam():
+    numba_adam = pytest.importorskip("minirec.kernels.numba_adam", reason="needs numba")
+    W, G, m, v = tables()
+    opt = Adam(0.01, weight_decay=0.1)
+    opt.iterations = 6
+    opt.state["W"] = {"m": m.copy(), "v": v.copy()}
+    ref = {"W": W.copy()}
+    opt.step(ref, {"W": G + L2(0.3).gradient(W)})
+    k = Adam(0.01, weight_decay=0.1).constants(7, np.float64)
+    t = numba_adam.table(W, G, m, v, *numba_adam.l2_factors(L2(0.3), W))
+    numba_adam.adam_dense(t, k)
+    close("numba_adam.adam_dense", "W", ref["W"], W)
+    close("numba_adam.adam_dense", "m", opt.state["W"]["m"], m)
+    close("numba_adam.adam_dense", "v", opt.state["W"]["v"], v)
+
+
+def test_per_table_lazy_adam_with_the_balanced_l2():
+    numba_adam = pytest.importorskip("minirec.kernels.numba_adam", reason="needs numba")
+    W, G, m, v = tables(1)
+    reg = BalancedL2(0.3, MOVIES, 5, batch_size=3, dtype=np.float64)
+    rows = np.unique(MOVIES[:4])  # 0, 1, 4: rows 2 and 3 must not move
+    opt = Adam(0.01, lazy=True)
+    opt.iterations = 2
+    opt.state["W"] = {"m": m.copy(), "v": v.copy()}
+    ref = {"W": W.copy()}
+    opt.step(ref, {"W": G + reg.gradient(W)}, rows={"W": rows})
+    t = numba_adam.table(W, G, m, v, *numba_adam.l2_factors(reg, W))
+    numba_adam.adam_rows(t, rows, len(rows), Adam(0.01).constants(3, np.float64))
+    close("numba_adam.adam_rows", "W", ref["W"], W)
+    close("numba_adam.adam_rows", "m", opt.state["W"]["m"], m)
+    close("numba_adam.adam_rows", "v", opt.state["W"]["v"], v)
+    assert np.array_equal(W[[2, 3]], tables(1)[0][[2, 3]]), "numba_adam.adam_rows moved an unseen row"
+
+
+MODELS = [
+    ("numba_mf.train_batches (DotProduct)", DotProduct, {}),
+    ("numba_mf.train_batches (DotProductBias)", DotProductBias, {}),
+    ("numba_mf.train_batches (DotProductBias, y_range)", DotProductBias, {"y_range": (0, 5.5)}),
+    ("numba_nn.train_batches (NeuralNet)", NeuralNet, {"hidden": 4, "dropout": (0.3, 0.5)}),
+    ("numba_nn.train_batches (NeuralNet, y_range)", NeuralNet, {"hidden": 4, "y_range": (0, 5.5)}),
+]
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
+@pytest.mark.parametrize("piece, cls, kwargs", MODELS, ids=[m[0] for m in MODELS])
+def test_one_step_of_each_whole_model_kernel(piece, cls, kwargs, lazy):
+    pytest.importorskip("numba", reason="needs numba")
+    from minirec.models import FUSED_KERNELS
+    after = []
+    for backend in ("numpy", "numba"):
+        model = cls(4, 5, n_factors=3, l2=0.05, dtype=np.float64, seed=1, backend=backend, **kwargs)
+        model.compile(Adam(0.02, lazy=lazy, weight_decay=0.01))
+        batches = Batches(USERS, MOVIES, RATINGS, np.arange(8), 8)
+        regularisers = training_regularisers(model, USERS, MOVIES, 8)
+        runner = (LayerRunner(model, regularisers) if backend == "numpy"
+                  else FusedRunner(model, *FUSED_KERNELS[cls]["numba"], regularisers))
+        losses, bad = runner.run(batches, np.array([0.02]), 0, 1)
+        after.append((model, losses))
+    (ref, ref_loss), (fused, fused_loss) = after
+    close(piece, "batch loss", ref_loss, fused_loss)
+    for name, p in ref.params.items():
+        close(piece, name, p, fused.params[name])
+        for moment in ("m", "v"):
+            close(piece, f"Adam {moment} of {name}", ref.optimizer.state[name][moment],
+                  fused.optimizer.state[name][moment])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
+def test_the_gpu_compiles_the_same_equations():
+    import cupy
+    W, G, m, v = tables(2)
+    k = Adam(0.01, weight_decay=0.1).constants(4, np.float64)
+    ref = adam_update(W, G, m, v, k)
+    got = compiled(adam_update, cupy, AdamStep)(*(cupy.asarray(a) for a in (W, G, m, v)), k)
+    for name, a, b in zip("wmv", ref, got):
+        close("cupy.fuse(adam_update)", name, a, b)
+    from minirec.layers import sigmoid_range
+    z = np.linspace(-4, 4, 9)
+    for a, b in zip(sigmoid_range(z, 0.5, 4.5), compiled(sigmoid_range, cupy)(cupy.asarray(z), 0.5, 4.5)):
+        close("cupy.fuse(sigmoid_range)", "r̂, σ", a, b)
