@@ -37,10 +37,18 @@ def default_data():
     return Path(home) / "ml-latest-small-2016"
 
 
+RUNNERS = {  # key -> (backend, may use a whole-model kernel, name in the table)
+    "numpy": ("numpy", False, "minirec numpy (reference)"),
+    "layers": ("numba", False, "minirec numba: layers + Adam kernel"),
+    "fused": ("numba", True, "minirec numba: fused kernel"),
+}
+
+
 class MinirecRun:
-    def __init__(self, kind, backend, lazy, ds, train, valid):
-        self.name = f"minirec {backend}"
+    def __init__(self, key, kind, lazy, ds, train, valid):
+        backend, fused, self.name = RUNNERS[key]
         self.model = lesson4.build(kind, ds, seed=42, backend=backend)
+        self.model.fused = fused
         self.model.compile(minirec.Adam(1e-3, lazy=lazy))
         self.train, self.valid = train, valid
 
@@ -73,19 +81,20 @@ class TorchRun:
         return self.tr.evaluate(self.model, *self.v)
 
 
-def epoch_table(ds, train, valid, rounds, backends):
+def epoch_table(ds, train, valid, rounds, runners, torch=True):
     rows = []
     for kind in ("dot", "bias", "nn"):
         for lazy in (False, True):
-            runs = [MinirecRun(kind, b, lazy, ds, train, valid) for b in backends]
-            runs.append(TorchRun(kind, lazy, ds, train, valid))
+            runs = [MinirecRun(name, kind, lazy, ds, train, valid) for name in runners]
+            if torch:
+                runs.append(TorchRun(kind, lazy, ds, train, valid))
             for run in runs:  # warm-up: compilation, caches, allocator
                 run.epoch()
             times = {run.name: [] for run in runs}
             for _ in range(rounds):
                 for run in runs:
                     times[run.name].append(run.epoch())
-            torch_median = statistics.median(times["PyTorch"])
+            torch_median = statistics.median(times["PyTorch"]) if torch else float("nan")
             for run in runs:
                 med = statistics.median(times[run.name])
                 rows.append((lesson4.TITLES[kind], "lazy" if lazy else "dense", run.name,
@@ -183,16 +192,20 @@ def main():
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--epochs", type=int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
-    parser.add_argument("--backends", default="numpy,numba")
+    parser.add_argument("--runners", default=",".join(RUNNERS),
+                        help="comma-separated, from: " + ", ".join(RUNNERS))
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch (no comparison)")
     parser.add_argument("--write", action="store_true", help="rewrite RESULTS.md's section")
     args = parser.parse_args()
-    import torch
-    torch.set_num_threads(args.threads)
+    torch_note = "no PyTorch"
+    if not args.no_torch:
+        import torch
+        torch.set_num_threads(args.threads)
+        torch_note = f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
     ds = minirec.load_movielens(args.data)
     train, valid = ds.split(0.8, seed=42)
-    print(f"{ds}; PyTorch {torch.__version__} with {torch.get_num_threads()} threads; "
-          f"minirec's kernels run on 1 thread")
-    rows = epoch_table(ds, train, valid, args.epochs, args.backends.split(","))
+    print(f"{ds}; {torch_note}; minirec's kernels run on 1 thread")
+    rows = epoch_table(ds, train, valid, args.epochs, args.runners.split(","), not args.no_torch)
     ttq = time_to_quality(ds, train, valid)
     gflops, gbs, gbs_dram = machine_peak()
     floor_rows = []
@@ -201,13 +214,13 @@ def main():
             flops, bytes_ = work_per_rating(kind, lazy)
             floor = len(train) * max(flops / (gflops * 1e9), bytes_ / (gbs * 1e9))
             numba = [r for r in rows if r[0] == lesson4.TITLES[kind] and r[1] == ("lazy" if lazy else "dense")
-                     and r[2] == "minirec numba"]
+                     and r[2] == RUNNERS["fused"][2]]
             got = float(numba[0][3]) if numba else float("nan")
             floor_rows.append((lesson4.TITLES[kind], "lazy" if lazy else "dense", f"{flops:,.0f}",
                                f"{bytes_:,.0f}", f"{floor:.3f}", f"{got:.3f}", f"{got / floor:.1f}x"))
     text = "\n\n".join([
         "## Seconds per epoch (bench_epoch.py)",
-        f"Machine: {machine_line([f'PyTorch {torch.__version__} ({torch.get_num_threads()} threads)'])}. "
+        f"Machine: {machine_line([torch_note])}. "
         f"Data: {ds.name}, {len(train):,} training ratings, batch 64, Adam 1e-3, L2 1e-4. "
         f"Median of {args.epochs} alternating epochs after one warm-up epoch; minirec's kernels "
         "use one thread. `val MSE` is after the warm-up and timed epochs at lr 1e-3 (the "
