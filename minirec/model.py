@@ -7,7 +7,7 @@ A model builds its layers in ``__init__`` and writes ``forward(users, movies, tr
 import numpy as np
 
 from . import checks
-from .backend import array_module, numba_available, resolve_backend, seeded_rngs, to_xp
+from .backend import array_module, numba_available, resolve_backend, seeded_rngs, to_numpy, to_xp
 from .layers import Embedding
 from .losses import L2, mse, mse_of
 
@@ -51,7 +51,7 @@ class Model:
             p[...] = to_xp(values[name], self.xp, self.dtype)
 
     def count_params(self):
-        return sum(layer.n_params() for layer in self.layers.values())
+        return sum(layer.n_params() for layer in self.layers.values())  # as Keras's count_params
 
     def embedding(self, name, n_rows, width, l2, reads):
         """Add an embedding table of ``n_rows`` x ``width`` that looks up the ``reads`` input
@@ -115,24 +115,19 @@ class Model:
                         lr_schedule=lambda step, n: one_cycle_lr(step, n, lr_max, **one_cycle))
 
     def predict(self, x, batch_size=65536):
-        """Predicted ratings r̂ for ``x = [users, movies]``: the forward pass without dropout, in
-        chunks of ``batch_size``, as a NumPy array (N,)."""
-        from .backend import to_numpy
+        """r̂ for ``x = [users, movies]`` (the forward pass without dropout, in chunks), as NumPy."""
         users, movies = checks.inputs(x, self.n_users, self.n_movies, self.xp)
-        return to_numpy(self.predictions(users, movies, batch_size))
-
-    def predictions(self, users, movies, batch_size=65536):
         out = [self.forward(users[i:i + batch_size], movies[i:i + batch_size], False)
                for i in range(0, len(users), batch_size)]
-        return self.xp.concatenate(out) if out else self.xp.empty(0, self.dtype)
+        return to_numpy(self.xp.concatenate(out)) if out else np.empty(0, self.dtype)
 
     def evaluate(self, x, y, batch_size=65536):
         """Plain mean squared error on ``(x, y)`` (no penalty); refuses an empty set."""
-        users, movies = checks.inputs(x, self.n_users, self.n_movies, self.xp)
-        y = checks.ratings(y, len(users), self.xp, self.dtype)
+        pred = self.predict(x, batch_size)
+        y = checks.ratings(y, len(pred), np, self.dtype)
         if len(y) == 0:
             raise ValueError("evaluate needs at least one rating (the set is empty)")
-        return mse_of(self.predictions(users, movies, batch_size), y)
+        return mse_of(pred, y)
 
     def summary(self, print_fn=print):
         """Print a Keras-style table of layers and parameter counts, and which runner trains
@@ -153,7 +148,7 @@ class Model:
         return {"class": type(self).__name__, "n_users": self.n_users, "n_movies": self.n_movies,
                 "n_factors": self.n_factors}
 
-    def save_weights(self, path, **metadata):
+    def save_weights(self, path, **metadata):  # see weights.py
         from .weights import save_weights
         return save_weights(self, path, **metadata)
 
@@ -162,18 +157,13 @@ class Model:
         return load_weights(self, path)
 
     def to(self, device):
-        """Move weights and optimiser state: ``"cpu"`` (Numba, else NumPy), ``"gpu"`` (CuPy),
-        or a backend name. Returns the model."""
+        """Move weights and optimiser state to ``"cpu"`` (Numba, else NumPy), ``"gpu"`` (CuPy)
+        or a backend; returns the model."""
         backend = {"cpu": "numba" if numba_available() else "numpy", "gpu": "cupy"}.get(device, device)
         self.backend = resolve_backend(backend)
         self.xp = array_module(self.backend)
         for layer in self.layers.values():
-            layer.params = {k: to_xp(p, self.xp) for k, p in layer.params.items()}
-            layer.grads = {}
-            if hasattr(layer, "device_rng"):
-                layer.device_rng = None
-        if self.optimizer is not None:
-            for slots in self.optimizer.state.values():
-                for key in slots:
-                    slots[key] = to_xp(slots[key], self.xp)
+            layer.params, layer.grads = {k: to_xp(p, self.xp) for k, p in layer.params.items()}, {}
+        for slots in (self.optimizer.state.values() if self.optimizer else ()):
+            slots.update({key: to_xp(a, self.xp) for key, a in slots.items()})
         return self
