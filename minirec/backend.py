@@ -19,10 +19,16 @@ Nothing here imports Numba or CuPy at import time: ``import minirec`` stays quic
 """
 import os
 import types
+from pathlib import Path
 
 import numpy as np
 
 BACKENDS = ("numpy", "numba", "cupy", "auto")
+
+
+def cache_home():
+    """minirec's own writable folder: ``$XDG_CACHE_HOME/minirec`` or ``~/.cache/minirec``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minirec"
 
 
 def cupy_available():

@@ -1,72 +1,31 @@
-"""MovieLens: download (checksum, cache, atomic writes), parse, id mapping and splits.
+"""MovieLens: parse a release, map ids to contiguous indices, and split.
 
     ds = minirec.load_movielens("ml-latest-small")      # or a path to a release's folder
     train, valid = ds.split(0.8, seed=42)
     model.fit(train.x, train.y, validation_data=(valid.x, valid.y))
 
-Where the files come from (first match wins):
-
-1. ``name_or_path`` is an existing folder holding a release: read it in place;
-2. ``<data_home>/<name>/`` already holds the release (``data_home`` defaults to
-   ``$MINIREC_DATA``, else the user cache folder ``~/.cache/minirec``);
-3. ``download=True``: fetch GroupLens's zip, check it, and unpack it there.
+Where the files come from, and how downloads and the cache are checked: ``download.py``.
 
 Three file layouts are read: ``ratings.csv`` + ``movies.csv`` (ml-latest*, 20m, 25m, 32m),
 ``ratings.dat`` + ``movies.dat`` with ``::`` separators (1m, 10m) and ``u.data`` + the
-Latin-1 ``u.item`` (100k). A malformed file is refused with its name and line number.
+Latin-1 ``u.item`` (100k). A malformed file is refused with its name and line number (blank
+lines counted as the file has them); ids that cannot be held exactly are refused; duplicate
+(user, movie) pairs are reported, and ``duplicates=`` says which copies to keep.
 """
 import hashlib
-import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+from .download import DataError, DataNotFound, locate  # noqa: F401  (re-exported)
 
-# name -> (zip file, folder inside the zip, sha256 of the ratings file where it is known).
-# Checksums: ml-latest-small (2018 release) and ml-100k from ../shared/data/MANIFEST.md.
-RELEASES = {
-    "ml-latest-small": ("ml-latest-small.zip", "ml-latest-small",
-                        "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646"),
-    "ml-100k": ("ml-100k.zip", "ml-100k",
-                "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"),
-    "ml-1m": ("ml-1m.zip", "ml-1m", None),
-    "ml-10m": ("ml-10m.zip", "ml-10M100K", None),
-    "ml-20m": ("ml-20m.zip", "ml-20m", None),
-    "ml-25m": ("ml-25m.zip", "ml-25m", None),
-    "ml-32m": ("ml-32m.zip", "ml-32m", None),
-    "ml-latest": ("ml-latest.zip", "ml-latest", None),
-}
 RATING_RANGE = (0.5, 5.0)
 FOLDS_100K = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
-
-
-class DataError(ValueError):
-    """A MovieLens file is malformed; the message names the file and line."""
-
-
-class DataNotFound(FileNotFoundError):
-    """No local copy and no download: the message says what was tried and what to do."""
-
-
-def default_cache_home():
-    """minirec's own writable folder: ``$XDG_CACHE_HOME/minirec`` or ``~/.cache/minirec``."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "minirec"
-
-
-def default_data_home():
-    """``$MINIREC_DATA`` (which may be read-only), else ``default_cache_home()``."""
-    if os.environ.get("MINIREC_DATA"):
-        return Path(os.environ["MINIREC_DATA"])
-    return default_cache_home()
+COLUMNS = ["userId", "movieId", "rating", "timestamp"]
+DUPLICATES = ("all", "first", "last")
+EXACT = 2 ** 53  # beyond this a float64 id no longer holds every integer
 
 
 class Ratings:
@@ -104,6 +63,7 @@ class MovieLens(Ratings):
         self.titles = titles or {}
         self.userid2idx = {int(o): i for i, o in enumerate(self.user_ids)}
         self.movieid2idx = {int(o): i for i, o in enumerate(self.movie_ids)}
+        self._fingerprint = None
 
     @property
     def n_users(self):
@@ -117,6 +77,17 @@ class MovieLens(Ratings):
         """The title of the movie at ``movie_index`` (its MovieLens id if it has none)."""
         movie_id = int(self.movie_ids[movie_index])
         return self.titles.get(movie_id, f"movie {movie_id}")
+
+    def fingerprint(self):
+        """sha256 of the ratings in file order (user id, movie id, rating): two data sets with the
+        same fingerprint give the same indices and the same ``split``."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for a in (self.user_ids[self.user], self.movie_ids[self.movie]):
+                h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+            h.update(np.ascontiguousarray(self.rating, dtype=np.float32).tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def split(self, train_frac=0.8, seed=42):
         """(train, valid): row k is for training when ``default_rng(seed).random(n)[k] < train_frac``."""
@@ -132,7 +103,7 @@ class MovieLens(Ratings):
             raise ValueError(f"folds {', '.join(FOLDS_100K)} exist only for ml-100k")
         parts = []
         for part in ("base", "test"):
-            df = _read_table(Path(self.folder) / f"{name}.{part}", "\t", header=False)
+            df = read_table(Path(self.folder) / f"{name}.{part}", "\t", header=False)
             parts.append(Ratings(self._indices(df.userId, self.userid2idx, "user"),
                                  self._indices(df.movieId, self.movieid2idx, "movie"),
                                  df.rating.to_numpy(np.float32)))
@@ -150,135 +121,89 @@ class MovieLens(Ratings):
                 f"{self.n_movies:,} movies)")
 
 
-# ----- finding or fetching a release ------------------------------------------------------------
+def load_movielens(name_or_path="ml-latest-small", data_home=None, download=True,
+                   duplicates="all"):
+    """Load a MovieLens release by name (downloading it once) or from a folder.
 
-def load_movielens(name_or_path="ml-latest-small", data_home=None, download=True):
-    """Load a MovieLens release by name (downloading it once) or from a folder."""
+    ``duplicates``: what to do with ratings of a (user, movie) pair that appears more than once
+    — keep them ``"all"`` (the default), or keep only the ``"first"`` or ``"last"`` in file
+    order. Either way a warning says how many there were.
+    """
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {', '.join(DUPLICATES)}, got {duplicates!r}")
     folder = locate(name_or_path, data_home, download)
-    return read_release(folder, name=Path(name_or_path).name)
-
-
-def locate(name_or_path, data_home=None, download=True):
-    """The folder that holds ``name_or_path``'s files, downloading the release if needed."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    name = str(name_or_path)
-    if name not in RELEASES:
-        raise DataNotFound(f"{name!r} is neither a folder nor a known release "
-                           f"({', '.join(RELEASES)})")
-    home = Path(data_home) if data_home is not None else default_data_home()
-    folder = home / name
-    if folder.is_dir():
-        return folder
-    if not download:
-        raise DataNotFound(f"{name} is not in {home} and download=False. "
-                           + _how_to_point(name))
-    return fetch(name, home)
-
-
-def _how_to_point(name):
-    return (f"Point minirec at a local copy: set MINIREC_DATA to a folder that holds {name}/, "
-            f"pass data_home=..., or give the path of the release's folder.")
-
-
-def fetch(name, home, url=None):
-    """Download ``name``'s zip into ``home/name/``: progress bar, zip check, sha256, atomic."""
-    zip_name, inner, sha = RELEASES[name]
-    url = url or GROUPLENS + zip_name
-    home = Path(home)
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=home))
-    except OSError as e:
-        raise DataNotFound(f"cannot write the download to {home} ({e}). " + _how_to_point(name)) from e
-    try:
-        archive = work / zip_name
-        _download(url, archive)
-        with zipfile.ZipFile(archive) as z:
-            bad = z.testzip()
-            if bad is not None:
-                raise DataError(f"{url}: the zip is corrupt (first bad member: {bad})")
-            z.extractall(work / "unpacked")
-        unpacked = work / "unpacked" / inner
-        if sha is not None:
-            ratings = unpacked / ("u.data" if name == "ml-100k" else "ratings.csv")
-            got = sha256(ratings)
-            if got != sha:
-                raise DataError(f"{ratings.name} from {url} has sha256 {got}, expected {sha}: the "
-                                f"release changed or the download is damaged")
-        os.replace(unpacked, home / name)  # atomic: the folder appears whole or not at all
-        return home / name
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _download(url, target):
-    from tqdm.auto import tqdm
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as e:
-        raise DataNotFound(f"could not download {url} ({getattr(e, 'reason', e)}). "
-                           + _how_to_point(target.stem)) from e
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return read_release(folder, name=Path(name_or_path).name, duplicates=duplicates)
 
 
 # ----- parsing --------------------------------------------------------------------------------
 
-def read_release(folder, name=None):
+def read_release(folder, name=None, duplicates="all"):
     """Parse whichever of the three layouts ``folder`` holds."""
     folder = Path(folder)
     if (folder / "ratings.csv").exists():
-        df = _read_table(folder / "ratings.csv", ",", header=True)
-        titles = _read_titles_csv(folder / "movies.csv")
+        df, titles = read_table(folder / "ratings.csv", ",", True), read_titles_csv(folder / "movies.csv")
     elif (folder / "ratings.dat").exists():
-        df = _read_table(folder / "ratings.dat", "::", header=False)
-        titles = _read_titles_split(folder / "movies.dat", "::")
+        df, titles = read_table(folder / "ratings.dat", "::", False), read_titles_split(folder / "movies.dat", "::")
     elif (folder / "u.data").exists():
-        df = _read_table(folder / "u.data", "\t", header=False)
-        titles = _read_titles_split(folder / "u.item", "|")
+        df, titles = read_table(folder / "u.data", "\t", False), read_titles_split(folder / "u.item", "|")
     else:
         raise DataNotFound(f"{folder} holds no ratings.csv, ratings.dat or u.data")
+    df = drop_duplicates(df, duplicates, folder)
     return MovieLens(name or folder.name, df.userId.to_numpy(), df.movieId.to_numpy(),
                      df.rating.to_numpy(np.float32), titles, folder, df.timestamp.to_numpy())
 
 
-COLUMNS = ["userId", "movieId", "rating", "timestamp"]
+def drop_duplicates(df, keep, folder):
+    """Report repeated (user, movie) pairs, and keep all of them, or the first or last each."""
+    repeated = df.duplicated(["userId", "movieId"], keep=False)
+    if not repeated.any():
+        return df
+    n_pairs = int(df[repeated].drop_duplicates(["userId", "movieId"]).shape[0])
+    extra = int(repeated.sum()) - n_pairs
+    if keep != "all":
+        df = df[~df.duplicated(["userId", "movieId"], keep=keep)]
+    done = "all kept" if keep == "all" else f"kept the {keep} of each, dropped {extra:,}"
+    warnings.warn(f"{folder}: {n_pairs:,} (user, movie) pairs are rated more than once ({extra:,} "
+                  f"extra ratings; {done}). Choose with duplicates='first' or 'last' "
+                  "(--duplicates on the command line).", stacklevel=3)
+    return df
 
 
-def _read_table(path, sep, header):
+def line_of(path, row, header):
+    """The file line number of data row ``row`` (0-based), counting blank lines, which the
+    parser skips, as the file has them."""
+    seen, target = -1, row + (1 if header else 0)
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                seen += 1
+                if seen == target:
+                    return number
+    return "?"
+
+
+def read_table(path, sep, header):
     """Read four rating columns; refuse anything malformed, naming the file and line."""
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
-    first = 2 if header else 1  # the file line number of data row 0
-    kw = dict(header=0 if header else None)
-    if sep == "::":  # '::' as ':' keeps pandas' fast C parser: the empty fields are dropped
-        kw.update(sep=":", usecols=[0, 2, 4, 6], names=COLUMNS if not header else None)
+    kw = dict(header=0 if header else None, index_col=False, encoding="utf-8")
+    if sep == "::":  # '::' as ':' keeps pandas' fast C parser; every other field must be empty
+        kw.update(sep=":", names=list(range(7)))
     else:
         kw.update(sep=sep, names=None if header else COLUMNS)
     try:
         with warnings.catch_warnings():  # a line with extra fields only warns: make it fail
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, index_col=False, **kw)
+            df = pd.read_csv(path, **kw)
     except (pd.errors.ParserError, pd.errors.ParserWarning):
-        line = _first_line_with_extra_fields(path, sep, len(COLUMNS))
+        line = first_line_with_extra_fields(path, sep, len(COLUMNS))
         raise DataError(f"{path}: line {line}: more than {len(COLUMNS)} fields") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: line {first_undecodable_line(path)}: not UTF-8 text ({e.reason})") from None
     if sep == "::":
-        df.columns = COLUMNS
+        df = dat_columns(df, path)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path}: line 1: missing column(s) {', '.join(missing)} "
@@ -286,28 +211,50 @@ def _read_table(path, sep, header):
     if len(df) == 0:
         raise DataError(f"{path}: the file holds no ratings")
     for col in COLUMNS:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna().to_numpy()
-        if col != "rating" and not bad.any():
-            bad = (values.to_numpy() != np.floor(values.to_numpy()))
-        if bad.any():
-            row = int(np.argmax(bad))
-            value = df[col].iloc[row]
-            value = repr(value) if isinstance(value, str) else value
-            raise DataError(f"{path}: line {row + first}: {col} is {value}, "
-                            f"not {'a number' if col == 'rating' else 'an integer id'}"
-                            + (" (truncated line?)" if pd.isna(df[col].iloc[row]) else ""))
-        df[col] = values
+        df[col] = check_column(df[col], col, path, header)
     r = df.rating.to_numpy()
     out = (r < RATING_RANGE[0]) | (r > RATING_RANGE[1])
     if out.any():
         row = int(np.argmax(out))
-        raise DataError(f"{path}: line {row + first}: rating {r[row]} is outside "
+        raise DataError(f"{path}: line {line_of(path, row, header)}: rating {r[row]} is outside "
                         f"{RATING_RANGE[0]}..{RATING_RANGE[1]}")
     return df
 
 
-def _first_line_with_extra_fields(path, sep, n_fields):
+def dat_columns(df, path):
+    """``a::b::c::d`` read with ':' gives a, '', b, '', c, '', d: check the gaps are empty."""
+    gaps = df[[1, 3, 5]].notna().any(axis=1).to_numpy()
+    if gaps.any():
+        row = int(np.argmax(gaps))
+        raise DataError(f"{path}: line {line_of(path, row, False)}: fields must be separated "
+                        "by '::'")
+    df = df[[0, 2, 4, 6]]
+    df.columns = COLUMNS
+    return df
+
+
+def check_column(column, col, path, header):
+    """A column as numbers: ids whole and exactly representable, ratings numbers."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna().to_numpy()
+    if col != "rating" and not bad.any():
+        v = values.to_numpy()
+        if v.dtype == np.uint64 or (v.dtype.kind == "f" and np.abs(v).max() >= EXACT):
+            row = int(np.argmax(np.abs(v.astype(np.float64)) >= min(EXACT, 2.0 ** 63)))
+            raise DataError(f"{path}: line {line_of(path, row, header)}: {col} {column.iloc[row]} "
+                            "is too large to be held exactly")
+        bad = v != np.floor(v)
+    if bad.any():
+        row = int(np.argmax(bad))
+        value = column.iloc[row]
+        value = repr(value) if isinstance(value, str) else value
+        raise DataError(f"{path}: line {line_of(path, row, header)}: {col} is {value}, "
+                        f"not {'a number' if col == 'rating' else 'an integer id'}"
+                        + (" (truncated line?)" if pd.isna(column.iloc[row]) else ""))
+    return values
+
+
+def first_line_with_extra_fields(path, sep, n_fields):
     """The number of the first line with more than ``n_fields`` fields (the slow path)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
@@ -316,14 +263,32 @@ def _first_line_with_extra_fields(path, sep, n_fields):
     return "?"
 
 
-def _read_titles_csv(path):
+def first_undecodable_line(path, encoding="utf-8"):
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return "?"
+
+
+def read_titles_csv(path):
+    """movies.csv (``movieId,title,genres``, quoted titles) -> {movie id: title}."""
     if not path.exists():
         return {}
-    movies = pd.read_csv(path, usecols=["movieId", "title"])
-    return dict(zip(movies.movieId.astype(int), movies.title))
+    try:
+        movies = pd.read_csv(path, usecols=["movieId", "title"], encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: line {first_undecodable_line(path)}: not UTF-8 text ({e.reason})") from None
+    except ValueError as e:  # a missing column, or a malformed line
+        line = first_line_with_extra_fields(path, ",", 3) if "Expected" in str(e) else 1
+        raise DataError(f"{path}: line {line}: {str(e).splitlines()[0]}") from None
+    ids = check_column(movies.movieId, "movieId", path, True)
+    return dict(zip(ids.astype(np.int64), movies.title.astype(str)))
 
 
-def _read_titles_split(path, sep):
+def read_titles_split(path, sep):
     """movies.dat (``id::title::genres``) or u.item (``id|title|...``, Latin-1)."""
     if not path.exists():
         return {}
@@ -331,10 +296,14 @@ def _read_titles_split(path, sep):
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+        text = raw.decode("latin-1")  # u.item is Latin-1; every byte decodes
     titles = {}
-    for line in text.splitlines():
-        if line.strip():
-            movie_id, title = line.split(sep)[:2]
-            titles[int(movie_id)] = title
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(sep)
+        if len(fields) < 2 or not fields[0].strip().isdigit():
+            raise DataError(f"{path}: line {number}: expected movie id{sep}title{sep}..., got "
+                            f"{line[:60]!r}")
+        titles[int(fields[0])] = fields[1]
     return titles

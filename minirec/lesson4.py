@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import default_cache_home, load_movielens
+from .backend import cache_home
+from .datasets import load_movielens
 from .models import KINDS, TITLES
 from .optim import Adam
 from .weights import atomic_write
@@ -116,7 +117,7 @@ def run(data="ml-latest-small", seed=42, keras1_schedule=False, improved=False, 
 
 def reload_check(model, ds, seed, backend, extra, weights_dir):
     """As the notebook: save the bias model's weights, load them into a fresh model, compare."""
-    folder = Path(weights_dir) if weights_dir else default_cache_home() / "lesson4"
+    folder = Path(weights_dir) if weights_dir else cache_home() / "lesson4"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bias.npz"
     model.save_weights(path)

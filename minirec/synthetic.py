@@ -9,8 +9,9 @@ The generator plants the structure the models look for::
 * biases b_u ~ N(0, 0.35²), b_m ~ N(0, 0.5²); taste p_u, q_m ~ N(0, 1/√rank) in ``rank`` dims;
 * noise ~ N(0, 0.8²).
 
-Pairs are drawn independently, so a (user, movie) pair can repeat (real MovieLens has none);
-at these densities that is rare and harmless for timing. Any size up to ML-25M's
+Each (user, movie) pair is rated at most once, as in real MovieLens: pairs drawn twice are drawn
+again (a few rounds), and any still repeated after that are dropped, so a set denser than the
+popularity law allows holds fewer than ``n_ratings`` ratings. Any size up to ML-25M's
 (162,541 users, 59,047 movies, 25,000,095 ratings) fits in a few hundred MB.
 """
 import numpy as np
@@ -32,6 +33,8 @@ def synthetic_movielens(n_users=671, n_movies=9066, n_ratings=100_004, rank=8, s
     movie_p = _power_law(n_movies, 1.0, 1, rng)
     users = rng.choice(n_users, size=n_ratings, p=user_p).astype(np.int32)
     movies = rng.choice(n_movies, size=n_ratings, p=movie_p).astype(np.int32)
+    users, movies = _unique_pairs(users, movies, n_movies, user_p, movie_p, rng)
+    n_ratings = len(users)
     b_u = rng.normal(0, 0.35, n_users).astype(np.float32)
     b_m = rng.normal(0, 0.5, n_movies).astype(np.float32)
     P = rng.normal(0, rank ** -0.5, (n_users, rank)).astype(np.float32)
@@ -44,6 +47,25 @@ def synthetic_movielens(n_users=671, n_movies=9066, n_ratings=100_004, rank=8, s
         ratings[s:s + chunk] = np.clip(np.round(r * 2) / 2, 0.5, 5.0)
     titles = {j + 1: f"Synthetic movie {j + 1}" for j in range(n_movies)}
     return MovieLens("synthetic", users + 1, movies + 1, ratings, titles)
+
+
+def _repeats(users, movies, n_movies):
+    """True for every rating whose (user, movie) pair came earlier."""
+    pairs = users.astype(np.int64) * n_movies + movies
+    first = np.zeros(len(pairs), bool)
+    first[np.unique(pairs, return_index=True)[1]] = True
+    return ~first
+
+
+def _unique_pairs(users, movies, n_movies, user_p, movie_p, rng, rounds=20):
+    for _ in range(rounds):
+        again = np.flatnonzero(_repeats(users, movies, n_movies))
+        if len(again) == 0:
+            return users, movies
+        users[again] = rng.choice(len(user_p), size=len(again), p=user_p)
+        movies[again] = rng.choice(len(movie_p), size=len(again), p=movie_p)
+    keep = ~_repeats(users, movies, n_movies)
+    return users[keep], movies[keep]
 
 
 def synthetic_like(shape, seed=0):

@@ -5,7 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from minirec import datasets
+from minirec import download
 from minirec.datasets import DataError, DataNotFound, load_movielens
 from minirec.synthetic import synthetic_movielens, write_ratings_csv
 
@@ -27,7 +27,7 @@ def test_releases_by_name_from_the_data_home(shared_data):
     home = shared_data
     small = load_movielens("ml-latest-small", data_home=home, download=False)
     assert (len(small), small.n_users, small.n_movies) == (100_836, 610, 9724)
-    assert datasets.sha256(home / "ml-latest-small" / "ratings.csv") == datasets.RELEASES["ml-latest-small"][2]
+    assert download.sha256(home / "ml-latest-small" / "ratings.csv") == download.RELEASES["ml-latest-small"][2]
     k100 = load_movielens("ml-100k", data_home=home, download=False)
     assert (len(k100), k100.n_users, k100.n_movies) == (100_000, 943, 1682)
     assert set(np.unique(k100.rating)) == {1, 2, 3, 4, 5}
@@ -87,7 +87,7 @@ def test_malformed_u_data_counts_lines_without_a_header(tmp_path):
 
 
 def test_unknown_release_and_missing_files(tmp_path):
-    with pytest.raises(DataNotFound, match="neither a folder nor a known release"):
+    with pytest.raises(DataNotFound, match="neither a folder, nor a folder in .*, nor a known release"):
         load_movielens("ml-7k", data_home=tmp_path)
     with pytest.raises(DataNotFound, match="holds no ratings"):
         load_movielens(tmp_path)
@@ -96,7 +96,7 @@ def test_unknown_release_and_missing_files(tmp_path):
 def test_offline_without_a_copy_says_what_was_tried_and_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(DataNotFound, match="download=False.*MINIREC_DATA"):
         load_movielens("ml-1m", data_home=tmp_path, download=False)
-    monkeypatch.setattr(datasets, "GROUPLENS", "http://127.0.0.1:9/")  # nothing listens there
+    monkeypatch.setattr(download, "GROUPLENS", "http://127.0.0.1:9/")  # nothing listens there
     with pytest.raises(DataNotFound, match=r"could not download http://127.0.0.1:9/ml-1m.zip.*MINIREC_DATA"):
         load_movielens("ml-1m", data_home=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
@@ -113,7 +113,7 @@ def make_zip(tmp_path, inner, files):
 def test_download_unpacks_atomically_into_the_cache(tmp_path):
     archive = make_zip(tmp_path, "ml-1m", {"ratings.dat": "1::2::3::4\n", "movies.dat": "2::Heat (1995)::Action\n"})
     home = tmp_path / "home"
-    folder = datasets.fetch("ml-1m", home, url=archive.as_uri())
+    folder = download.fetch("ml-1m", home, url=archive.as_uri())
     assert folder == home / "ml-1m" and sorted(p.name for p in home.iterdir()) == ["ml-1m"]
     ds = load_movielens("ml-1m", data_home=home, download=False)
     assert ds.title(0) == "Heat (1995)"
@@ -123,7 +123,7 @@ def test_a_checksum_mismatch_is_refused_and_leaves_nothing(tmp_path):
     archive = make_zip(tmp_path, "ml-latest-small", {"ratings.csv": GOOD, "movies.csv": "movieId,title\n"})
     home = tmp_path / "home"
     with pytest.raises(DataError, match="sha256"):
-        datasets.fetch("ml-latest-small", home, url=archive.as_uri())
+        download.fetch("ml-latest-small", home, url=archive.as_uri())
     assert list(home.iterdir()) == []
 
 
@@ -134,7 +134,7 @@ def test_a_corrupt_zip_is_refused_and_leaves_nothing(tmp_path):
     archive.write_bytes(bytes(data))
     home = tmp_path / "home"
     with pytest.raises((DataError, zipfile.BadZipFile)):
-        datasets.fetch("ml-1m", home, url=archive.as_uri())
+        download.fetch("ml-1m", home, url=archive.as_uri())
     assert list(home.iterdir()) == []
 
 

@@ -26,9 +26,9 @@ SOURCES = [PACKAGE / "optim.py", PACKAGE / "layers.py", *sorted(Path(__file__).p
 def cache_dir():
     """``$NUMBA_CACHE_DIR`` (or minirec's cache folder) / a hash of the kernels' sources, or None
     when no such folder can be written (then kernels compile in every process)."""
-    from ..datasets import default_cache_home
+    from ..backend import cache_home
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:16]
-    base = os.environ.get("NUMBA_CACHE_DIR") or default_cache_home() / "numba"
+    base = os.environ.get("NUMBA_CACHE_DIR") or cache_home() / "numba"
     folder = Path(base) / f"minirec-{digest}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
