@@ -44,16 +44,18 @@ def pca(X, n_components):
 
 def top_movies(ds, k=2000):
     """Indices of the k movies with the most ratings, most-rated first (ties by index)."""
+    k = positive("among", k)
     counts = np.bincount(to_numpy(ds.movie), minlength=ds.n_movies)
     order = np.lexsort((np.arange(ds.n_movies), -counts))
     return order[:k]
 
 
 def movie_weights(model, name):
-    """A movie table as NumPy: ``"embedding"`` (M, F) or ``"bias"`` (M,)."""
+    """A movie table as NumPy: ``"embedding"`` (M, F) or ``"bias"`` (M,) — the tables the
+    Lesson 4 models name ``movie_embedding`` and ``movie_bias``."""
     key = {"embedding": "movie_embedding.W", "bias": "movie_bias.W"}[name]
     if key not in model.params:
-        raise ValueError(f"{type(model).__name__} has no movie {name}")
+        raise ValueError(f"{type(model).__name__} has no movie {name} (no {key} parameter)")
     W = to_numpy(model.params[key])
     return W[:, 0] if name == "bias" else W
 
@@ -72,8 +74,7 @@ def movie_components(model, ds, n_components=3, among=2000, n=10):
     """PCA of the most-rated movies' embeddings. Returns (PCAResult, movie indices, extremes),
     extremes[c] = (top n titles, bottom n titles) on component c, by score."""
     movies = top_movies(ds, among)
-    W = model.params["movie_embedding.W"]
-    result = pca(W[get_array_module(W).asarray(movies)], n_components)
+    result = pca(movie_weights(model, "embedding")[movies], n_components)
     extremes = []
     for c in range(n_components):
         order = np.argsort(result.scores[:, c], kind="stable")
@@ -82,12 +83,29 @@ def movie_components(model, ds, n_components=3, among=2000, n=10):
     return result, movies, extremes
 
 
+def pyplot():
+    """matplotlib's pyplot for writing files, or a clear error naming the extra to install."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("plots need matplotlib: pip install 'minirec[plot]' "
+                           "(or pip install matplotlib)") from None
+    if matplotlib.get_backend().lower() not in ("agg",) and not _interactive():
+        matplotlib.use("Agg")  # files only: no screen needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _interactive():
+    """True inside Jupyter, where plots should be drawn inline as well as written."""
+    import sys
+    return "ipykernel" in sys.modules
+
+
 def plot_movie_map(model, ds, path, components=(0, 1), among=2000, labels=40):
     """Scatter the most-rated movies on two principal components, label the ``labels`` most
     rated, and write a PNG atomically. Returns the path."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only: no screen needed
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     result, movies, _ = movie_components(model, ds, max(components) + 1, among)
     x, y = result.scores[:, components[0]], result.scores[:, components[1]]
     fig, ax = plt.subplots(figsize=(14, 10), dpi=100)
@@ -123,20 +141,21 @@ def label_positions(x, y, n, width=0.14, height=0.03):
 
 def similar_movies(model, movie, k=10):
     """The k movies whose embeddings have the highest cosine similarity with ``movie``'s
-    (an index), itself excluded: a list of (index, similarity), most similar first."""
-    W = model.params["movie_embedding.W"]
-    xp = get_array_module(W)
+    (an index), itself excluded: a list of (index, similarity), most similar first (fewer
+    than k when the catalogue is smaller)."""
+    k = positive("k", k)
+    W = movie_weights(model, "embedding")
     _check_index(movie, W.shape[0], "movie")
-    norms = xp.sqrt((W * W).sum(axis=1)) + 1e-12
-    cosine = to_numpy((W @ W[movie]) / (norms * norms[movie]))
+    norms = np.sqrt((W * W).sum(axis=1)) + 1e-12
+    cosine = (W @ W[movie]) / (norms * norms[movie])
     cosine[movie] = -np.inf
-    best = top_k(cosine, k)
-    return [(int(i), float(cosine[i])) for i in best]
+    return [(int(i), float(cosine[i])) for i in top_k(cosine, k) if i != movie]
 
 
 def recommend(model, ds, user, k=10, exclude_seen=True):
     """The k movies with the highest predicted rating for ``user`` (an index): a list of
     (movie index, predicted rating). Only one row of U x M is ever built (M predictions)."""
+    k = positive("k", k)
     _check_index(user, ds.n_users, "user")
     movies = np.arange(ds.n_movies)
     scores = model.predict([np.full(ds.n_movies, user), movies]).astype(np.float64)
@@ -157,28 +176,72 @@ def predict_ids(model, ds, user_ids, movie_ids, unknown="error"):
     """Predictions for MovieLens *ids* (not indices).
 
     ``unknown="error"`` refuses an id the data set does not know, naming it. ``"fallback"``
-    predicts the training mean plus whatever bias is known instead (the user's bias if only
-    the movie is new, and so on; the mean alone for models without biases) and returns which
-    rows fell back: (predictions, fallback mask).
+    predicts what the model expects for an unknown movie (or user) instead, and returns which
+    rows fell back: (predictions, fallback mask). See ``cold_start``.
     """
     if unknown not in ("error", "fallback"):
         raise ValueError("unknown must be 'error' or 'fallback'")
-    u = np.array([ds.userid2idx.get(int(i), -1) for i in user_ids])
-    m = np.array([ds.movieid2idx.get(int(i), -1) for i in movie_ids])
+    user_ids, movie_ids = whole_ids(user_ids, "user"), whole_ids(movie_ids, "movie")
+    if len(user_ids) != len(movie_ids):
+        raise ValueError(f"{len(user_ids)} user ids but {len(movie_ids)} movie ids: give one "
+                         "of each per prediction")
+    u = np.array([ds.userid2idx.get(int(i), -1) for i in user_ids], dtype=np.int64)
+    m = np.array([ds.movieid2idx.get(int(i), -1) for i in movie_ids], dtype=np.int64)
     known = (u >= 0) & (m >= 0)
     if unknown == "error" and not known.all():
         k = int(np.argmin(known))
         what, value = ("user", user_ids[k]) if u[k] < 0 else ("movie", movie_ids[k])
         raise KeyError(f"unknown {what} id {value}: not in {ds.name}")
-    pred = np.full(len(u), float(np.mean(to_numpy(ds.rating))))
+    pred = cold_start(model, ds, u, m)
     if known.any():
         pred[known] = model.predict([u[known], m[known]])
-    has_bias = "user_bias.W" in model.params
-    for idx, table in ((u, "user_bias.W"), (m, "movie_bias.W")):
-        use = ~known & (idx >= 0) & has_bias
-        if use.any():
-            pred[use] += to_numpy(model.params[table])[idx[use], 0]
     return pred, ~known
+
+
+def cold_start(model, ds, u, m):
+    """Predictions where an index is -1 (unknown), for any model, in the units of a rating.
+
+    A model has no rating for a movie it never saw, but it knows what it predicts for the known
+    user across the movies people rate: the fallback for (user i, unknown movie) is the mean of
+    r̂(i, j) over ``ds``'s ratings (each movie weighted by its number of ratings) — the user's
+    typical predicted rating. The same for an unknown user and a known movie; with both
+    unknown, the mean rating. (Adding a learned bias to the mean would count the mean twice:
+    the models have no global intercept, so their biases already carry it; and under a
+    ``y_range`` a bias is a logit, not stars.)
+    """
+    pred = np.full(len(u), float(np.mean(to_numpy(ds.rating))))
+    movie_counts = np.bincount(to_numpy(ds.movie), minlength=ds.n_movies).astype(np.float64)
+    user_counts = np.bincount(to_numpy(ds.user), minlength=ds.n_users).astype(np.float64)
+    for i in np.unique(u[(u >= 0) & (m < 0)]):      # a known user, an unknown movie
+        r = model.predict([np.full(ds.n_movies, i), np.arange(ds.n_movies)]).astype(np.float64)
+        pred[(u == i) & (m < 0)] = r @ movie_counts / movie_counts.sum()
+    for j in np.unique(m[(m >= 0) & (u < 0)]):      # an unknown user, a known movie
+        r = model.predict([np.arange(ds.n_users), np.full(ds.n_users, j)]).astype(np.float64)
+        pred[(m == j) & (u < 0)] = r @ user_counts / user_counts.sum()
+    return pred
+
+
+def whole_ids(ids, what):
+    """MovieLens ids as int64; 1.9 is refused, not read as 1."""
+    a = np.asarray(ids)
+    if a.ndim != 1:
+        raise ValueError(f"{what} ids must be a 1-D list")
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        try:
+            f = a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} ids must be whole numbers, got {a[0]!r}") from None
+        bad = ~(np.isfinite(f) & (f == np.floor(f)))
+        if bad.any():
+            raise ValueError(f"{what} ids must be whole numbers, got {a[bad][0].item()!r}")
+        a = f
+    return a.astype(np.int64)
+
+
+def positive(name, k):
+    """A count >= 1 (a negative k would silently slice from the end of a list)."""
+    from .checks import whole_number
+    return whole_number(name, k, 1)
 
 
 def find_movie(ds, text):

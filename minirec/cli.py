@@ -3,16 +3,34 @@
     minirec lesson4 [--data NAME|PATH] [--seed 42] [--keras1-schedule | --improved] [--json F]
     minirec train --model bias --data ml-latest-small --epochs 5 --lr 0.005 --improved --save w.npz
     minirec evaluate --weights w.npz --data ml-latest-small
-    minirec download ml-100k
+    minirec download ml-100k [--force]
     minirec pca --weights w.npz --data ml-latest-small [--components 3] [--plot map.png]
     minirec recommend --weights w.npz --data ml-latest-small --user 15 [-k 10]
     minirec similar --weights w.npz --data ml-latest-small --movie "Toy Story (1995)"
     minirec gradcheck
 
-Bad input ends with one line ``minirec: error: ...`` and exit status 2.
+Every user error ends with one line ``minirec: error: ...`` and exit status 2, before anything
+is written; output paths are checked before training starts; Ctrl-C stops with one line and
+exit status 130, and every file minirec writes appears whole or not at all.
 """
 import argparse
+import os
 import sys
+import warnings
+import zipfile
+
+from .models import KINDS
+
+USER_ERRORS = (OSError, ValueError, KeyError, RuntimeError, FloatingPointError, EOFError,
+               zipfile.BadZipFile)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        print(f"minirec: error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv=None):
@@ -21,32 +39,89 @@ def main(argv=None):
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *rest: print(f"minirec: warning: {message}",
+                                                            file=sys.stderr)
+        try:
+            return args.run(args) or 0
+        except USER_ERRORS as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            print(f"minirec: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("minirec: interrupted; no file was left half-written", file=sys.stderr)
+            return 130
+
+
+def count(minimum):
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def rate(text):
+    """An argparse type: a learning rate, a finite number > 0."""
     try:
-        return args.run(args) or 0
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"minirec: error: {message}", file=sys.stderr)
-        return 2
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def output_file(path):
+    """Refuse, before any work, an output path that cannot be written (named as given)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise OSError(f"{path} is a folder, not a file name")
+    if not os.path.isdir(folder):
+        raise OSError(f"cannot write {path}: the folder {os.path.dirname(path) or '.'} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"cannot write {path}: the folder is not writable")
+    return path
+
+
+def output_folder(path):
+    """A folder to write into: it exists (or its parent does) and is writable."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OSError(f"{path} is a file, not a folder")
+    existing = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        raise OSError(f"cannot write into {path}")
+    return path
 
 
 def build_parser():
     from .backend import BACKENDS
-    parser = argparse.ArgumentParser(prog="minirec", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(title="commands")
+    parser = Parser(prog="minirec", description=__doc__.split("\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(title="commands", parser_class=Parser)
 
     def command(name, func, help):
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(run=func)
         return p
 
-    def data_options(p):
+    def data_options(p, seed=42):
         p.add_argument("--data", default="ml-latest-small",
-                       help="a release name (ml-latest-small, ml-100k, ml-1m, ...) or a folder "
-                            "holding one (default: ml-latest-small)")
-        p.add_argument("--seed", type=int, default=42, help="split and initialisation seed (42)")
+                       help="a release name (ml-latest-small, ml-100k, ml-1m, ...), a folder in "
+                            "$MINIREC_DATA, or a folder holding one (default: ml-latest-small)")
+        p.add_argument("--seed", type=int, default=seed,
+                       help="split and initialisation seed" + (f" ({seed})" if seed is not None
+                                                               else " (default: the stored split)"))
         p.add_argument("--backend", choices=BACKENDS, default=None,
                        help="numpy | numba | cupy | auto (default: $MINIREC_BACKEND or auto)")
+        p.add_argument("--duplicates", choices=("all", "first", "last"), default="all",
+                       help="ratings of a (user, movie) pair given more than once: keep all "
+                            "(default), or the first or last in the file")
 
     p = command("lesson4", cmd_lesson4, "reproduce the Lesson 4 notebook (three models, final table)")
     data_options(p)
@@ -61,103 +136,148 @@ def build_parser():
 
     p = command("train", cmd_train, "train one model and report its validation MSE")
     data_options(p)
-    p.add_argument("--model", choices=["dot", "bias", "nn"], default="bias")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--model", choices=list(KINDS), default="bias")
+    p.add_argument("--epochs", type=count(0), default=5)
+    p.add_argument("--lr", type=rate, default=None,
                    help="learning rate (peak rate with --improved); default 1e-3, or the "
                         "recipe's with --improved")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=count(1), default=64)
     p.add_argument("--lazy", action="store_true", help="lazy Adam (only the rows seen step)")
-    p.add_argument("--improved", action="store_true", help="y_range + one-cycle recipe")
+    p.add_argument("--improved", action="store_true", help="y_range + one-cycle recipe (bias, nn)")
     p.add_argument("--save", metavar="PATH", help="save the weights (.npz)")
     p.add_argument("-q", "--quiet", action="store_true")
 
     p = command("evaluate", cmd_evaluate, "validation MSE of saved weights")
-    data_options(p)
+    data_options(p, seed=None)
     p.add_argument("--weights", required=True, metavar="PATH")
 
     p = command("download", cmd_download, "fetch a MovieLens release into the cache")
     p.add_argument("name", help="ml-latest-small, ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest")
     p.add_argument("--data-home", help="where to keep it (default: $MINIREC_DATA or ~/.cache/minirec)")
+    p.add_argument("--force", action="store_true", help="download again, replacing the cached copy")
 
     p = command("pca", cmd_pca, "principal components of the movie embeddings (and a map)")
     data_options(p)
     p.add_argument("--weights", required=True, metavar="PATH")
-    p.add_argument("--components", type=int, default=3)
-    p.add_argument("--among", type=int, default=2000, help="the most-rated movies to use")
+    p.add_argument("--components", type=count(1), default=3)
+    p.add_argument("--among", type=count(1), default=2000, help="the most-rated movies to use")
     p.add_argument("--plot", metavar="PNG", help="write the movie map (first two components)")
 
     p = command("recommend", cmd_recommend, "the top movies for a known user")
     data_options(p)
     p.add_argument("--weights", required=True, metavar="PATH")
     p.add_argument("--user", required=True, type=int, help="a MovieLens user id")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=count(1), default=10)
     p.add_argument("--include-seen", action="store_true", help="keep movies the user rated")
 
     p = command("similar", cmd_similar, "movies with the most similar embeddings")
     data_options(p)
     p.add_argument("--weights", required=True, metavar="PATH")
     p.add_argument("--movie", required=True, help="a title (or part of one) or a MovieLens id")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=count(1), default=10)
 
     p = command("gradcheck", cmd_gradcheck, "check every layer's and model's gradient numerically")
     p.add_argument("--seed", type=int, default=0)
     return parser
 
 
+def load(args):
+    from .datasets import load_movielens
+    return load_movielens(args.data, duplicates=args.duplicates)
+
+
 def cmd_lesson4(args):
     from . import lesson4
+    if args.json:
+        output_file(args.json)
+    if args.weights_dir:
+        output_folder(args.weights_dir)
     lesson4.run(args.data, args.seed, args.keras1_schedule, args.improved, args.backend,
-                args.json, args.weights_dir, verbose=0 if args.quiet else 1)
+                args.json, args.weights_dir, verbose=0 if args.quiet else 1,
+                duplicates=args.duplicates)
 
 
 def cmd_train(args):
     from . import lesson4
-    from .datasets import load_movielens
     from .optim import Adam
-    ds = load_movielens(args.data)
+    if args.improved and args.model not in lesson4.IMPROVED:
+        raise ValueError(f"--improved is a recipe for {' and '.join(lesson4.IMPROVED)}, "
+                         f"not {args.model}")
+    if args.save:
+        output_file(args.save)
+    ds = load(args)
     train, valid = ds.split(0.8, seed=args.seed)
     verbose = 0 if args.quiet else 1
+    validation = (valid.x, valid.y) if len(valid) else None
     if args.improved:
-        recipe = dict(lesson4.IMPROVED.get(args.model, lesson4.IMPROVED["bias"]))
-        recipe.update(epochs=args.epochs, lr_max=args.lr or recipe["lr_max"])
+        recipe = dict(lesson4.IMPROVED[args.model])
+        lr = args.lr if args.lr is not None else recipe["lr_max"]
         model = lesson4.build(args.model, ds, args.seed, args.backend, **recipe["model"])
-        model.compile(Adam(recipe["lr_max"], weight_decay=recipe["weight_decay"], lazy=args.lazy))
-        model.fit_one_cycle(train.x, train.y, recipe["epochs"], recipe["lr_max"],
-                            batch_size=args.batch_size, validation_data=(valid.x, valid.y),
-                            verbose=verbose)
+        model.compile(Adam(lr, weight_decay=recipe["weight_decay"], lazy=args.lazy))
+        model.fit_one_cycle(train.x, train.y, args.epochs, lr, batch_size=args.batch_size,
+                            validation_data=validation, verbose=verbose)
     else:
         model = lesson4.build(args.model, ds, args.seed, args.backend)
-        model.compile(Adam(args.lr or 1e-3, lazy=args.lazy))
+        model.compile(Adam(args.lr if args.lr is not None else 1e-3, lazy=args.lazy))
         model.fit(train.x, train.y, batch_size=args.batch_size, epochs=args.epochs,
-                  validation_data=(valid.x, valid.y), verbose=verbose)
-    print(f"{args.model}: validation MSE {model.evaluate(valid.x, valid.y):.4f}")
+                  validation_data=validation, verbose=verbose)
+    if validation is None:
+        print(f"{args.model}: no validation ratings (the split left none of {len(ds)})")
+    else:
+        print(f"{args.model}: validation MSE {model.evaluate(valid.x, valid.y):.4f}")
     if args.save:
-        model.save_weights(args.save)
+        model.save_weights(args.save, data=ds, seed=args.seed, train_fraction=0.8)
         print(f"saved weights to {args.save}")
 
 
 def cmd_evaluate(args):
-    from .datasets import load_movielens
     from .weights import model_from_weights
-    ds = load_movielens(args.data)
+    ds = load(args)
     model = model_from_weights(args.weights, ds, backend=args.backend)
-    train, valid = ds.split(0.8, seed=args.seed)
-    print(f"{type(model).__name__} from {args.weights} on {ds.name}: "
+    seed, fraction, note = stored_split(model.trained_on, ds, args.seed)
+    train, valid = ds.split(fraction, seed=seed)
+    if not len(valid):
+        raise ValueError(f"the split (seed {seed}) leaves no validation ratings in {ds.name}")
+    print(f"{type(model).__name__} from {args.weights} on {ds.name} ({note}): "
           f"validation MSE {model.evaluate(valid.x, valid.y):.4f}, "
           f"training MSE {model.evaluate(train.x, train.y):.4f}")
 
 
-def _trained(args):
-    from .datasets import load_movielens
+def stored_split(trained_on, ds, seed):
+    """(seed, training fraction, a note) of the split to evaluate: the one the weights were
+    trained with unless ``seed`` says otherwise; refused where it cannot be rebuilt."""
+    split, data = trained_on.get("split"), trained_on.get("data")
+    same_data = data is not None and data["ratings_sha256"] == ds.fingerprint()
+    if seed is None:
+        if split is None:
+            warnings.warn("the weights do not record the split they were trained with; "
+                          "evaluating seed 42's split, which holds training rows if they were "
+                          "trained with another seed (pass --seed)")
+            return 42, 0.8, "seed 42"
+        if not same_data:
+            raise ValueError(f"the ratings in {ds.name} are not the ones the weights were trained "
+                             f"on ({data['name']}, {data['n_ratings']:,} ratings), so their split "
+                             "cannot be rebuilt; pass --seed to evaluate a split of these ratings "
+                             "anyway (it may hold ratings the model was trained on)")
+        return split["seed"], split["train_fraction"], f"its training split, seed {split['seed']}"
+    if split is not None and (not same_data or seed != split["seed"]):
+        warnings.warn(f"seed {seed} is not the split the weights were trained with; its "
+                      "validation ratings may include training ratings")
+    return seed, split["train_fraction"] if split else 0.8, f"seed {seed}"
+
+
+def trained(args):
     from .weights import model_from_weights
-    ds = load_movielens(args.data)
+    ds = load(args)
     return ds, model_from_weights(args.weights, ds, backend=args.backend)
 
 
 def cmd_pca(args):
-    from .analysis import movie_components, plot_movie_map
-    ds, model = _trained(args)
+    from .analysis import movie_components, plot_movie_map, pyplot
+    if args.plot:
+        output_file(args.plot)
+        pyplot()  # refuse now, not after the work, when matplotlib is missing
+    ds, model = trained(args)
     result, _, extremes = movie_components(model, ds, args.components, args.among)
     for c, (top, bottom) in enumerate(extremes):
         print(f"component {c + 1} ({result.explained_variance_ratio[c]:.1%} of the variance)")
@@ -169,7 +289,7 @@ def cmd_pca(args):
 
 def cmd_recommend(args):
     from .analysis import recommend
-    ds, model = _trained(args)
+    ds, model = trained(args)
     if args.user not in ds.userid2idx:
         raise KeyError(f"unknown user id {args.user}: not in {ds.name}")
     for j, score in recommend(model, ds, ds.userid2idx[args.user], args.k, not args.include_seen):
@@ -178,7 +298,7 @@ def cmd_recommend(args):
 
 def cmd_similar(args):
     from .analysis import find_movie, similar_movies
-    ds, model = _trained(args)
+    ds, model = trained(args)
     movie = find_movie(ds, args.movie)
     print(f"movies most like {ds.title(movie)}:")
     for j, cosine in similar_movies(model, movie, args.k):
@@ -186,9 +306,10 @@ def cmd_similar(args):
 
 
 def cmd_download(args):
-    from .datasets import load_movielens
-    ds = load_movielens(args.name, data_home=args.data_home)
-    print(f"{ds} in {ds.folder}")
+    from .datasets import read_release
+    from .download import locate
+    folder = locate(args.name, data_home=args.data_home, force=args.force)
+    print(f"{read_release(folder, args.name)} in {folder}")
 
 
 def cmd_gradcheck(args):

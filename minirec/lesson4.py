@@ -81,9 +81,9 @@ def train_improved(model, train, valid, recipe, verbose=1):
 
 
 def run(data="ml-latest-small", seed=42, keras1_schedule=False, improved=False, backend=None,
-        json_path=None, weights_dir=None, verbose=1):
+        json_path=None, weights_dir=None, verbose=1, duplicates="all"):
     """The whole walk-through; returns {model: metrics} and prints the final table."""
-    ds = load_movielens(data)
+    ds = load_movielens(data, duplicates=duplicates)
     train, valid = ds.split(0.8, seed=seed)
     print(f"{ds}: {len(train):,} training and {len(valid):,} validation ratings (seed {seed})")
     schedule = "improved" if improved else ("keras1" if keras1_schedule else "notebook")
@@ -120,7 +120,7 @@ def reload_check(model, ds, seed, backend, extra, weights_dir):
     folder = Path(weights_dir) if weights_dir else cache_home() / "lesson4"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bias.npz"
-    model.save_weights(path)
+    model.save_weights(path, data=ds, seed=seed, train_fraction=0.8)
     again = build("bias", ds, seed + 1, backend, **extra).load_weights(path)
     same = tracked_prediction(again) == tracked_prediction(model)
     print(f"saved the bias model to {path} and loaded it back: "

@@ -58,12 +58,43 @@ def epoch_order(n, rng, shuffle=True, xp=np):
     return xp.random.RandomState(int(rng.integers(2**63))).permutation(n)
 
 
+EXPLOSION = 100.0  # a loss this many times that of predicting 0 for every rating: diverged
+
+
+class Checkpoint:
+    """The weights and optimiser state at the start of an epoch, to go back to if it diverges."""
+
+    def __init__(self, model, epoch, val_loss):
+        self.epoch, self.val_loss = epoch, val_loss
+        self.params = {k: v.copy() for k, v in model.params.items()}
+        opt = model.optimizer
+        self.iterations = opt.iterations
+        self.state = {name: {k: a.copy() for k, a in slots.items()} for name, slots in opt.state.items()}
+
+    def restore(self, model):
+        model.set_params(self.params)
+        model.optimizer.iterations = self.iterations
+        model.optimizer.state = {name: {k: a.copy() for k, a in slots.items()}
+                                 for name, slots in self.state.items()}
+
+    def describe(self):
+        if self.epoch == 1:
+            return "it had before this fit"
+        after = f" (validation MSE {self.val_loss:.4f})" if self.val_loss is not None else ""
+        return f"from the start of epoch {self.epoch}, after epoch {self.epoch - 1}{after}"
+
+
 def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True, verbose=1,
         lr_schedule=None):
     """Train ``model`` in place; see ``Model.fit`` for the arguments.
 
     ``lr_schedule(step, n_steps)``, when given, sets the learning rate of every batch (a
     one-cycle schedule, say); ``step`` counts batches from 0 over the whole call.
+
+    Training diverges when a batch's loss is not finite, or passes ``EXPLOSION`` times the mean
+    squared rating (the loss of predicting 0 for everything), or the validation MSE does.
+    The model then goes back to the weights (and optimiser state) it had at the start of that
+    epoch, and ``TrainingDiverged`` says where it happened and which weights were kept.
     """
     if model.optimizer is None:
         raise RuntimeError("call model.compile(optimizer) before fit")
@@ -76,15 +107,17 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
         (vu, vm), vy = validation_data
         vu, vm = checks.inputs([vu, vm], model.n_users, model.n_movies, model.xp)
         validation_data = ([vu, vm], checks.ratings(vy, len(vu), model.xp, model.dtype))
+        validation_data = validation_data if len(vu) else None
     n = len(y)
     if n == 0:
         raise ValueError("fit needs at least one training rating")
     n_batches = math.ceil(n / batch_size)
     runner = runner_for(model, users, movies, batch_size)
-    history = History()
-    base_lr = model.optimizer.lr
+    history, base_lr, val_loss = History(), model.optimizer.lr, None
+    limit = EXPLOSION * max(float(np.mean(np.square(to_numpy(y), dtype=np.float64))), 1e-12)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
+        checkpoint = Checkpoint(model, epoch, val_loss)
         batches = Batches(users, movies, y, epoch_order(n, model.shuffle_rng, shuffle, model.xp),
                           batch_size)
         if lr_schedule is None:
@@ -94,12 +127,20 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
             lrs = np.array([lr_schedule(first + b, epochs * n_batches) for b in range(n_batches)])
             if not np.all(np.isfinite(lrs) & (lrs > 0)):
                 raise ValueError("lr_schedule gave a learning rate that is not a finite number > 0")
-        losses = _run_epoch(model, runner, batches, lrs, epoch, verbose)
-        seconds = time.perf_counter() - start
-        loss = float(np.mean(losses)) + model.penalty()
-        val_loss = None
-        if validation_data is not None and len(validation_data[1]):
-            val_loss = model.evaluate(*validation_data)
+        try:
+            losses = _run_epoch(model, runner, batches, lrs, epoch, verbose, limit)
+            seconds = time.perf_counter() - start
+            loss = float(np.mean(losses)) + model.penalty()
+            if validation_data is not None:
+                val_loss = model.evaluate(*validation_data)
+                if not val_loss <= limit:
+                    raise Diverged(f"the validation MSE after it was {val_loss:.4g}", n_batches - 1)
+        except Diverged as e:
+            checkpoint.restore(model)
+            model.optimizer.lr = base_lr
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch}, batch {e.batch + 1}: {e.what}. The model "
+                f"keeps the weights {checkpoint.describe()}. Try a smaller learning rate.") from None
         history.append(epoch, loss=loss, val_loss=val_loss, lr=float(lrs[-1]), seconds=seconds)
         if verbose:
             line = f"Epoch {epoch}/{epochs} - {n:,} samples - {seconds:.2f}s - loss: {loss:.4f}"
@@ -111,38 +152,36 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     return history
 
 
-def _run_epoch(model, runner, batches, lrs, epoch, verbose):
-    """Run one epoch, in chunks of batches when a progress bar is shown; stop on a non-finite
-    loss."""
+class Diverged(Exception):
+    def __init__(self, what, batch):
+        self.what, self.batch = what, batch
+
+
+def _run_epoch(model, runner, batches, lrs, epoch, verbose, limit):
+    """Run one epoch, in chunks of batches when a progress bar is shown; raise ``Diverged`` at
+    the first batch whose loss is not finite or passes ``limit``."""
     n_batches = len(lrs)
-    snapshot = {k: v.copy() for k, v in model.params.items()}  # last known-good weights
     bar = _progress(n_batches, epoch, verbose)
     # With a bar, calls of about 1% of the epoch keep it moving; without one (and always on the
     # GPU, where the losses then come back to the host once), one call per epoch.
     chunk = n_batches if bar.disable or model.backend == "cupy" else max(1, n_batches // 100)
     losses = np.empty(n_batches)
-    for first in range(0, n_batches, chunk):
-        last = min(n_batches, first + chunk)
-        with np.errstate(over="ignore", invalid="ignore"):  # non-finite losses are caught below
-            part, bad = runner.run(batches, lrs, first, last)
-        losses[first:first + len(part)] = part
-        if bad >= 0:
-            bar.close()
-            _diverged(model, snapshot, epoch, bad, part[-1])
-        bar.update(last - first)
-    bar.close()
+    try:
+        for first in range(0, n_batches, chunk):
+            last = min(n_batches, first + chunk)
+            with np.errstate(over="ignore", invalid="ignore"):  # non-finite losses: see below
+                part, bad = runner.run(batches, lrs, first, last)
+            losses[first:first + len(part)] = part
+            if bad >= 0:
+                raise Diverged(f"the loss became {part[-1]}", bad)
+            over = np.flatnonzero(part > limit)
+            if len(over):
+                raise Diverged(f"the batch loss reached {part[over[0]]:.4g}, over {EXPLOSION:g}x "
+                               "the mean squared rating", first + int(over[0]))
+            bar.update(last - first)
+    finally:
+        bar.close()
     return losses
-
-
-def _diverged(model, snapshot, epoch, batch, loss):
-    """Keep the last finite weights and raise a clear error naming epoch and batch."""
-    where = "before that batch"
-    if not all(np.isfinite(to_numpy(p)).all() for p in model.params.values()):
-        model.set_params(snapshot)
-        where = f"from the start of epoch {epoch}"
-    raise TrainingDiverged(
-        f"training loss became {loss} at epoch {epoch}, batch {batch + 1}; the model keeps "
-        f"its last finite weights ({where}). Try a smaller learning rate.")
 
 
 def _progress(total, epoch, verbose):

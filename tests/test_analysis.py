@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minirec import DotProduct, DotProductBias, MovieLens
+from minirec import Adam, DotProduct, DotProductBias, MovieLens, NeuralNet
+from minirec.synthetic import synthetic_movielens
 from minirec.analysis import (bias_ranking, find_movie, movie_components, pca, plot_movie_map,
                               predict_ids, recommend, similar_movies, top_movies)
 
@@ -94,18 +95,54 @@ def test_recommend_excludes_what_the_user_has_seen(small):
         recommend(model, small, 6)
 
 
-def test_unknown_ids_are_named_or_fall_back_to_mean_plus_known_bias(small):
+def test_unknown_ids_are_named_or_fall_back_to_the_models_typical_prediction(small):
     model = DotProductBias(small.n_users, small.n_movies, n_factors=2, backend="numpy", dtype=np.float64)
     with pytest.raises(KeyError, match="unknown user id 99"):
         predict_ids(model, small, [99], [10])
     with pytest.raises(KeyError, match="unknown movie id 77"):
         predict_ids(model, small, [1], [77])
-    pred, fell_back = predict_ids(model, small, [1, 99, 1], [10, 10, 77], unknown="fallback")
-    mean = small.rating.mean()
-    assert list(fell_back) == [False, True, True]
+    pred, fell_back = predict_ids(model, small, [1, 99, 1, 99], [10, 10, 77, 77], unknown="fallback")
+    assert list(fell_back) == [False, True, True, True]
     assert pred[0] == pytest.approx(model.predict([np.array([0]), np.array([0])])[0])
-    assert pred[1] == pytest.approx(mean + model.params["movie_bias.W"][0, 0])   # movie known
-    assert pred[2] == pytest.approx(mean + model.params["user_bias.W"][0, 0])    # user known
+    users, movies = np.arange(small.n_users), np.arange(small.n_movies)
+    by_user = np.bincount(small.user, minlength=small.n_users)
+    by_movie = np.bincount(small.movie, minlength=small.n_movies)
+    on_movie_10 = model.predict([users, np.zeros_like(users)])   # movie id 10 is index 0
+    for_user_1 = model.predict([np.zeros_like(movies), movies])   # user id 1 is index 0
+    assert pred[1] == pytest.approx(np.average(on_movie_10, weights=by_user))
+    assert pred[2] == pytest.approx(np.average(for_user_1, weights=by_movie))
+    assert pred[3] == pytest.approx(small.rating.mean())
+
+
+@pytest.mark.parametrize("cls, kwargs", [(DotProductBias, {}), (DotProductBias, {"y_range": (0, 5.5)}),
+                                         (NeuralNet, {"dropout": (0.1, 0.1)})])
+@pytest.mark.parametrize("unknown", ["movie", "user"])
+def test_cold_start_beats_the_global_mean_on_held_out_ratings(cls, kwargs, unknown):
+    """Train, then predict the held-out ratings as if each one's movie (or user) were new:
+    the fallback must be closer to the truth than the global mean."""
+    ds = synthetic_movielens(300, 500, 30_000, seed=4)
+    train, valid = ds.split(0.8, seed=0)
+    model = cls(ds.n_users, ds.n_movies, n_factors=8, seed=0, backend="numpy", **kwargs)
+    model.compile(Adam(0.01)).fit(train.x, train.y, batch_size=256, epochs=3, verbose=0)
+    user_ids, movie_ids = ds.user_ids[valid.user], ds.movie_ids[valid.movie]
+    if unknown == "movie":
+        movie_ids = np.full(len(valid), 10**9)
+    else:
+        user_ids = np.full(len(valid), 10**9)
+    pred, fell_back = predict_ids(model, ds, user_ids, movie_ids, unknown="fallback")
+    assert fell_back.all()
+    fallback_mse = np.mean((pred - valid.y) ** 2)
+    global_mse = np.mean((train.y.mean() - valid.y) ** 2)
+    assert fallback_mse < 0.95 * global_mse, (fallback_mse, global_mse)
+
+
+def test_ids_are_whole_numbers_and_come_in_pairs(small):
+    model = DotProduct(small.n_users, small.n_movies, n_factors=2, backend="numpy")
+    with pytest.raises(ValueError, match="whole numbers, got 1.9"):
+        predict_ids(model, small, [1.9], [10])
+    with pytest.raises(ValueError, match="2 user ids but 1 movie ids"):
+        predict_ids(model, small, [1, 2], [10])
+    assert predict_ids(model, small, [1.0], [10])[1].tolist() == [False]
 
 
 def test_find_movie_by_title_or_id(small):

@@ -78,12 +78,14 @@ def test_the_order_comes_from_the_model_seed():
     assert not np.array_equal(epoch_order(50, rng), epoch_order(50, rng))
 
 
-def test_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_finite_weights():
+def test_nan_loss_stops_training_naming_epoch_and_batch_and_restores_the_fit_start():
     users, movies, y = toy(640)
     model = DotProductBias(12, 15, n_factors=4, seed=0, backend="numpy").compile(Adam(1e30))
-    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 2\b"):
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 2\b.*weights it had before this fit"):
         model.fit([users, movies], y, batch_size=64, epochs=2, shuffle=False, verbose=0)
-    assert all(np.isfinite(p).all() for p in model.params.values())
+    for k in before:
+        np.testing.assert_array_equal(model.params[k], before[k])
 
 
 def test_overflowing_loss_stops_before_the_step():
@@ -97,13 +99,57 @@ def test_overflowing_loss_stops_before_the_step():
         np.testing.assert_array_equal(model.params[k], good[k])
 
 
-def test_non_finite_weights_roll_back_to_the_start_of_the_epoch():
-    """A huge SGD step makes the weights infinite after batch 1; batch 2's loss is NaN. The
-    weights of batch 1 are not finite, so the model goes back to the epoch's start."""
+def test_a_loss_that_explodes_while_finite_stops_and_keeps_the_last_good_epoch(backend):
+    """At lr 1e4 (float64: nothing overflows) the loss grows by orders of magnitude but stays
+    finite. Training must stop and go back to the weights and Adam state after epoch 1."""
+    users, movies, y = toy(2000)
+    val = ([users[1600:], movies[1600:]], y[1600:])
+    model = DotProductBias(12, 15, n_factors=4, seed=0, dtype=np.float64, backend=backend)
+    model.compile(Adam(0.01)).fit([users[:1600], movies[:1600]], y[:1600], epochs=1,
+                                  validation_data=val, verbose=0)
+    good = {k: to_numpy(v).copy() for k, v in model.params.items()}
+    good_val, steps = model.evaluate(*val), model.optimizer.iterations
+    model.optimizer.lr = 1e4
+    with pytest.raises(TrainingDiverged, match=rf"epoch 1, batch \d+: the batch loss reached .* "
+                                               rf"over 100x.*before this fit"):
+        model.fit([users[:1600], movies[:1600]], y[:1600], epochs=3, validation_data=val, verbose=0)
+    for k in good:
+        np.testing.assert_array_equal(to_numpy(model.params[k]), good[k])
+    assert model.evaluate(*val) == pytest.approx(good_val) and model.optimizer.iterations == steps
+
+
+def test_divergence_in_a_later_epoch_keeps_the_previous_epochs_weights():
+    """Epoch 1 trains well; then the rate is raised from inside a schedule and epoch 2 explodes:
+    the model keeps what it had after epoch 1, and the message says so with its val MSE."""
+    users, movies, y = toy(2000)
+    val = ([users[1600:], movies[1600:]], y[1600:])
+    model = DotProductBias(12, 15, n_factors=4, seed=0, dtype=np.float64, backend="numpy")
+    model.compile(Adam(0.01))
+    n_batches = 1600 // 64  # 25 full batches
+    schedule = lambda step, n: 0.01 if step < n_batches else 1e4
+    after_epoch_1 = {}
+
+    class Spy(Adam):  # notes the weights when epoch 2 begins
+        def step(self, params, grads, rows=None):
+            if self.iterations == n_batches:
+                after_epoch_1.update({k: v.copy() for k, v in params.items()})
+            super().step(params, grads, rows)
+    model.optimizer = Spy(0.01)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, .*from the start of epoch 2, after "
+                                               r"epoch 1 \(validation MSE \d\.\d{4}\)"):
+        model.fit([users[:1600], movies[:1600]], y[:1600], epochs=3, validation_data=val,
+                  verbose=0, lr_schedule=schedule)
+    for k, v in after_epoch_1.items():
+        np.testing.assert_array_equal(model.params[k], v)
+    assert model.optimizer.lr == 0.01  # the schedule's rates do not stay behind
+
+
+def test_non_finite_weights_roll_back_to_the_start_of_the_fit():
+    """A huge SGD step makes the weights infinite after batch 1; batch 2's loss is NaN."""
     users, movies, y = toy(640)
     model = DotProduct(12, 15, n_factors=4, seed=0, backend="numpy").compile(SGD(lr=1e300))
     good = {k: v.copy() for k, v in model.params.items()}
-    with pytest.raises(TrainingDiverged, match="epoch 1, batch 2.*start of epoch 1"):
+    with pytest.raises(TrainingDiverged, match="epoch 1, batch 2.*before this fit"):
         model.fit([users, movies], y, epochs=1, verbose=0)
     for k in good:
         np.testing.assert_array_equal(model.params[k], good[k])
