@@ -20,6 +20,7 @@ under a lock file, and the finished folder is renamed into place whole.
 import errno
 import fcntl
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from .backend import cache_home
 
-GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+GROUPLENS = "https://files.grouplens.org/datasets/movielens/"  # or $MINIREC_MIRROR
 
 # name -> (zip file, folder inside the zip, sha256 of the ratings file where it is known).
 # Checksums: ml-latest-small (2018 release) and ml-100k, from the project's data manifest.
@@ -179,7 +180,7 @@ def verify(folder, name):
 def fetch(name, home, url=None, force=False):
     """Download ``name``'s zip into ``home/name/``, checked, atomically, under a lock."""
     zip_name, inner, sha = RELEASES[name]
-    url = url or GROUPLENS + zip_name
+    url = url or os.environ.get("MINIREC_MIRROR", GROUPLENS).rstrip("/") + "/" + zip_name
     home = Path(home)
     try:
         home.mkdir(parents=True, exist_ok=True)
@@ -268,7 +269,10 @@ def download(url, target):
                     out.write(chunk)
                     got += len(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as e:
+    except http.client.IncompleteRead as e:
+        raise DataError(f"the download of {url} was cut short: {got + len(e.partial):,} of "
+                        f"{total or 0:,} bytes") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise DataNotFound(f"could not download {url} ({getattr(e, 'reason', e)}). "
                            + how_to_point(target.stem)) from e
     if total is not None and got != total:

@@ -150,10 +150,12 @@ def align(model, path, ds, ids):
         unknown = np.setdiff1d(current, stored)
         gone = np.setdiff1d(stored, current)
         if len(unknown) or len(gone):
-            raise WeightsError(
-                f"{path} was trained on {len(stored):,} {what}s; {ds.name} has {len(current):,}, "
-                f"{len(unknown):,} of them not in the weights" + example(unknown)
-                + f", and {len(gone):,} of the weights' {what}s are not in {ds.name}" + example(gone))
+            differences = [f"{len(unknown):,} of {ds.name}'s {what}s are not in the weights"
+                           + example(unknown)] if len(unknown) else []
+            differences += [f"{len(gone):,} of the weights' {what}s are not in {ds.name}"
+                            + example(gone)] if len(gone) else []
+            raise WeightsError(f"{path} was trained on {len(stored):,} {what}s and {ds.name} has "
+                               f"{len(current):,}: " + "; ".join(differences))
         order = pd.Index(stored).get_indexer(current)  # row of the weights for each ds index
         for name, reads in model.lookups.items():
             if reads == what:

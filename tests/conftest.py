@@ -55,3 +55,12 @@ def movielens_2016():
         pytest.skip("real MovieLens data not found: set MINIREC_DATA to a folder holding "
                     "ml-latest-small-2016/ (CI uses ../shared/data)")
     return folder
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server (tests/servers.py) for download tests."""
+    from servers import Server
+    s = Server()
+    yield s
+    s.close()

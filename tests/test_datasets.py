@@ -1,5 +1,6 @@
 """MovieLens loading: real releases (through MINIREC_DATA), every file layout, malformed files,
 downloads (from local file:// URLs: nothing leaves this machine), and the synthetic generator."""
+import os
 import zipfile
 
 import numpy as np
@@ -157,3 +158,33 @@ def test_synthetic_ratings_round_trip_through_a_ratings_csv(tmp_path):
     back = load_movielens(tmp_path)
     np.testing.assert_array_equal(back.rating, ds.rating)
     np.testing.assert_array_equal(back.user_ids[back.user], ds.user_ids[ds.user])
+
+
+def test_two_downloads_at_once_both_succeed_and_fetch_once(server, tmp_path):
+    import threading
+    from servers import Response
+    server.routes["/ml-1m.zip"] = Response(make_zip(tmp_path, "ml-1m", {"ratings.dat": "1::2::3::4\n"}).read_bytes(),
+                                           delay=0.5)
+    home, results = tmp_path / "home", []
+    threads = [threading.Thread(target=lambda: results.append(
+        download.fetch("ml-1m", home, url=server.url + "/ml-1m.zip"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [home / "ml-1m"] * 2 and server.hits["/ml-1m.zip"] == 1
+    assert sorted(p.name for p in home.iterdir()) == ["ml-1m"]
+
+
+def test_what_a_killed_download_left_is_cleared(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    home = tmp_path / "home"
+    (home / f".ml-1m-{dead}-abc123" / "unpacked").mkdir(parents=True)
+    mine = home / f".ml-1m-{os.getpid()}-def456"  # a live process's folder stays
+    mine.mkdir()
+    archive = make_zip(tmp_path, "ml-1m", {"ratings.dat": "1::2::3::4\n"})
+    download.fetch("ml-1m", home, url=archive.as_uri())
+    assert sorted(p.name for p in home.iterdir()) == [mine.name, "ml-1m"]
