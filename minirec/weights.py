@@ -37,7 +37,10 @@ def atomic_write(path, write):
     """Call ``write(file)`` on a binary temporary file beside ``path``, then rename it to
     ``path``. The file gets ordinary permissions (0666 less the umask, as ``open`` gives)."""
     path = Path(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:  # name the file the user asked for, not the temporary one
+        raise OSError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -47,9 +50,11 @@ def atomic_write(path, write):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename == tmp:
+            raise OSError(f"cannot write {path}: {e.strerror}") from None
         raise
     return path
 
