@@ -11,7 +11,8 @@ import argparse
 
 import minirec
 from minirec import lesson4
-from minirec.analysis import movie_components, plot_movie_map
+from minirec.analysis import movie_components
+from minirec.plots import plot_movie_map
 
 parser = argparse.ArgumentParser(description="write the 2-D movie map of a trained bias model")
 parser.add_argument("--data", default="ml-latest-small")

@@ -83,62 +83,6 @@ def movie_components(model, ds, n_components=3, among=2000, n=10):
     return result, movies, extremes
 
 
-def pyplot():
-    """matplotlib's pyplot for writing files, or a clear error naming the extra to install."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise RuntimeError("plots need matplotlib: pip install 'minirec[plot]' "
-                           "(or pip install matplotlib)") from None
-    if matplotlib.get_backend().lower() not in ("agg",) and not _interactive():
-        matplotlib.use("Agg")  # files only: no screen needed
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _interactive():
-    """True inside Jupyter, where plots should be drawn inline as well as written."""
-    import sys
-    return "ipykernel" in sys.modules
-
-
-def plot_movie_map(model, ds, path, components=(0, 1), among=2000, labels=40):
-    """Scatter the most-rated movies on two principal components, label the ``labels`` most
-    rated, and write a PNG atomically. Returns the path."""
-    plt = pyplot()
-    result, movies, _ = movie_components(model, ds, max(components) + 1, among)
-    x, y = result.scores[:, components[0]], result.scores[:, components[1]]
-    fig, ax = plt.subplots(figsize=(14, 10), dpi=100)
-    ax.scatter(x, y, s=6, alpha=0.25, color="tab:blue")
-    for i in label_positions(x, y, labels):
-        ax.scatter(x[i], y[i], s=12, color="tab:red")
-        ax.annotate(ds.title(movies[i]), (x[i], y[i]), fontsize=8, xytext=(3, 3),
-                    textcoords="offset points")
-    ratio = result.explained_variance_ratio
-    ax.set_xlabel(f"component {components[0] + 1} ({ratio[components[0]]:.1%} of variance)")
-    ax.set_ylabel(f"component {components[1] + 1} ({ratio[components[1]]:.1%} of variance)")
-    ax.set_title(f"{len(movies):,} most-rated movies of {ds.name}, by their embeddings")
-    fig.tight_layout()
-    from .weights import atomic_write
-    try:
-        return str(atomic_write(path, lambda f: fig.savefig(f, format="png")))
-    finally:
-        plt.close(fig)
-
-
-def label_positions(x, y, n, width=0.14, height=0.03):
-    """Which points to label: the first n (most-rated first) whose label box — ``width`` and
-    ``height`` as fractions of the plot's spans — does not overlap one already placed."""
-    w, h = width * np.ptp(x), height * np.ptp(y)
-    placed = []
-    for i in range(len(x)):
-        if len(placed) == n:
-            break
-        if all(abs(x[i] - x[j]) > w or abs(y[i] - y[j]) > h for j in placed):
-            placed.append(i)
-    return placed
-
-
 def similar_movies(model, movie, k=10):
     """The k movies whose embeddings have the highest cosine similarity with ``movie``'s
     (an index), itself excluded: a list of (index, similarity), most similar first (fewer
@@ -242,6 +186,52 @@ def positive(name, k):
     """A count >= 1 (a negative k would silently slice from the end of a list)."""
     from .checks import whole_number
     return whole_number(name, k, 1)
+
+
+def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256):
+    """Recommendations judged as recommendations: precision@k, recall@k and NDCG@k.
+
+    For every user with at least one held-out rating >= ``threshold`` (the *relevant* movies),
+    rank all movies the user did not rate in ``train`` by the model's predicted rating — or,
+    with ``model=None``, by popularity (the number of training ratings: the baseline) — and
+    compare the top k with the relevant held-out movies:
+
+        precision@k = hits / k     recall@k = hits / #relevant
+        NDCG@k = Σ_{hits at rank r} 1/log2(r + 1)  /  Σ_{r <= min(k, #relevant)} 1/log2(r + 1)
+
+    averaged over those users. ``train``/``test`` are ``Ratings`` (indices), ``n_movies`` the
+    catalogue size. Returns {"precision", "recall", "ndcg", "users"}.
+    """
+    k = positive("k", k)
+    tu, tm = to_numpy(train.user), to_numpy(train.movie)
+    relevant = to_numpy(test.rating) >= threshold
+    users = np.unique(to_numpy(test.user)[relevant])
+    popularity = np.bincount(tm, minlength=n_movies).astype(np.float64)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    totals, movies = np.zeros(3), np.arange(n_movies)
+    for start in range(0, len(users), chunk):
+        block = users[start:start + chunk]
+        if model is None:
+            scores = np.tile(popularity, (len(block), 1))
+        else:
+            scores = model.predict([np.repeat(block, n_movies), np.tile(movies, len(block))])
+            scores = scores.astype(np.float64).reshape(len(block), n_movies)
+        row = np.full(int(block.max()) + 1, -1)
+        row[block] = np.arange(len(block))
+        seen = np.isin(tu, block)
+        scores[row[tu[seen]], tm[seen]] = -np.inf  # never recommend what was rated in training
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        is_relevant = np.zeros((len(block), n_movies), bool)
+        held = relevant & np.isin(to_numpy(test.user), block)
+        is_relevant[row[to_numpy(test.user)[held]], to_numpy(test.movie)[held]] = True
+        hits = np.take_along_axis(is_relevant, top, axis=1)
+        n_relevant = is_relevant.sum(axis=1)
+        ideal = np.array([discount[:min(k, r)].sum() for r in n_relevant])
+        totals += [(hits.sum(axis=1) / k).sum(), (hits.sum(axis=1) / n_relevant).sum(),
+                   ((hits * discount).sum(axis=1) / ideal).sum()]
+    n = max(1, len(users))
+    return {"precision": totals[0] / n, "recall": totals[1] / n, "ndcg": totals[2] / n,
+            "users": len(users)}
 
 
 def find_movie(ds, text):

@@ -1,8 +1,10 @@
 """The ``minirec`` command: reproduce the notebook, train, evaluate, download, check gradients.
 
-    minirec lesson4 [--data NAME|PATH] [--seed 42] [--keras1-schedule | --improved] [--json F]
+    minirec lesson4 [--data NAME|PATH] [--course-schedule] [--keras1-schedule | --improved]
+                    [--plots DIR] [--json F]
     minirec train --model bias --data ml-latest-small --epochs 5 --lr 0.005 --improved --save w.npz
-    minirec evaluate --weights w.npz --data ml-latest-small
+    minirec lr-find --model bias [--improved] [--plot lr.png]
+    minirec evaluate --weights w.npz --data ml-latest-small [--ranking [-k 10]]
     minirec download ml-100k [--force]
     minirec pca --weights w.npz --data ml-latest-small [--components 3] [--plot map.png]
     minirec recommend --weights w.npz --data ml-latest-small --user 15 [-k 10]
@@ -125,11 +127,14 @@ def build_parser():
 
     p = command("lesson4", cmd_lesson4, "reproduce the Lesson 4 notebook (three models, final table)")
     data_options(p)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--keras1-schedule", action="store_true",
-                       help="keep Adam at 1e-3 throughout, as Keras 1 effectively did")
-    group.add_argument("--improved", action="store_true",
-                       help="train the improved recipe (y_range, one-cycle) instead")
+    p.add_argument("--course-schedule", action="store_true",
+                   help="the fast.ai course notebook's schedules (fastai/courses lesson4.ipynb) "
+                        "instead of the homework notebook's")
+    p.add_argument("--keras1-schedule", action="store_true",
+                   help="keep Adam at 1e-3 throughout, as Keras effectively did")
+    p.add_argument("--improved", action="store_true",
+                   help="train the improved recipe (y_range, one-cycle) instead")
+    p.add_argument("--plots", metavar="DIR", help="write each model's loss curves as DIR/<model>.png")
     p.add_argument("--json", metavar="PATH", help="write the final metrics as JSON")
     p.add_argument("--weights-dir", metavar="DIR", help="where the bias model's weights go")
     p.add_argument("-q", "--quiet", action="store_true", help="only the final table")
@@ -145,11 +150,25 @@ def build_parser():
     p.add_argument("--lazy", action="store_true", help="lazy Adam (only the rows seen step)")
     p.add_argument("--improved", action="store_true", help="y_range + one-cycle recipe (bias, nn)")
     p.add_argument("--save", metavar="PATH", help="save the weights (.npz)")
+    p.add_argument("--plot-loss", metavar="PNG", help="write the loss curves (and the rates)")
     p.add_argument("-q", "--quiet", action="store_true")
+
+    p = command("lr-find", cmd_lr_find, "the learning-rate finder (LR range test) for a model")
+    data_options(p)
+    p.add_argument("--model", choices=list(KINDS), default="bias")
+    p.add_argument("--improved", action="store_true", help="the improved recipe's model (bias, nn)")
+    p.add_argument("--batch-size", type=count(1), default=64)
+    p.add_argument("--num-it", type=count(2), default=None,
+                   help="batches in the test (default: half an epoch, at least 100)")
+    p.add_argument("--plot", metavar="PNG", help="write loss against learning rate")
 
     p = command("evaluate", cmd_evaluate, "validation MSE of saved weights")
     data_options(p, seed=None)
     p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--ranking", action="store_true",
+                   help="also precision@k, recall@k and NDCG@k (held-out ratings >= 4 are "
+                        "relevant), beside a popularity baseline")
+    p.add_argument("-k", type=count(1), default=10, help="the k of the ranking metrics (10)")
 
     p = command("download", cmd_download, "fetch a MovieLens release into the cache")
     p.add_argument("name", help="ml-latest-small, ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest")
@@ -188,13 +207,21 @@ def load(args):
 
 def cmd_lesson4(args):
     from . import lesson4
+    if args.improved and (args.keras1_schedule or args.course_schedule):
+        raise ValueError("--improved trains its own schedule: drop --keras1-schedule and "
+                         "--course-schedule")
     if args.json:
         output_file(args.json)
-    if args.weights_dir:
-        output_folder(args.weights_dir)
+    for folder in (args.weights_dir, args.plots):
+        if folder:
+            output_folder(folder)
+    if args.plots:
+        from .plots import pyplot
+        pyplot()  # refuse now, not after the training, when matplotlib is missing
+        os.makedirs(args.plots, exist_ok=True)
     lesson4.run(args.data, args.seed, args.keras1_schedule, args.improved, args.backend,
                 args.json, args.weights_dir, verbose=0 if args.quiet else 1,
-                duplicates=args.duplicates)
+                duplicates=args.duplicates, course=args.course_schedule, plots_dir=args.plots)
 
 
 def cmd_train(args):
@@ -203,8 +230,12 @@ def cmd_train(args):
     if args.improved and args.model not in lesson4.IMPROVED:
         raise ValueError(f"--improved is a recipe for {' and '.join(lesson4.IMPROVED)}, "
                          f"not {args.model}")
-    if args.save:
-        output_file(args.save)
+    for path in (args.save, args.plot_loss):
+        if path:
+            output_file(path)
+    if args.plot_loss:
+        from .plots import pyplot
+        pyplot()
     ds = load(args)
     train, valid = ds.split(0.8, seed=args.seed)
     verbose = 0 if args.quiet else 1
@@ -214,13 +245,16 @@ def cmd_train(args):
         lr = args.lr if args.lr is not None else recipe["lr_max"]
         model = lesson4.build(args.model, ds, args.seed, args.backend, **recipe["model"])
         model.compile(Adam(lr, weight_decay=recipe["weight_decay"], lazy=args.lazy))
-        model.fit_one_cycle(train.x, train.y, args.epochs, lr, batch_size=args.batch_size,
-                            validation_data=validation, verbose=verbose)
+        history = model.fit_one_cycle(train.x, train.y, args.epochs, lr,
+                                      batch_size=args.batch_size, validation_data=validation,
+                                      verbose=verbose)
     else:
         model = lesson4.build(args.model, ds, args.seed, args.backend)
         model.compile(Adam(args.lr if args.lr is not None else 1e-3, lazy=args.lazy))
-        model.fit(train.x, train.y, batch_size=args.batch_size, epochs=args.epochs,
-                  validation_data=validation, verbose=verbose)
+        history = model.fit(train.x, train.y, batch_size=args.batch_size, epochs=args.epochs,
+                            validation_data=validation, verbose=verbose)
+    if args.plot_loss:
+        print(f"wrote the loss curves to {history.plot(args.plot_loss, args.model)}")
     if validation is None:
         print(f"{args.model}: no validation ratings (the split left none of {len(ds)})")
     else:
@@ -241,6 +275,36 @@ def cmd_evaluate(args):
     print(f"{type(model).__name__} from {args.weights} on {ds.name} ({note}): "
           f"validation MSE {model.evaluate(valid.x, valid.y):.4f}, "
           f"training MSE {model.evaluate(train.x, train.y):.4f}")
+    if args.ranking:
+        from .analysis import ranking_metrics
+        print(f"\nranking the held-out ratings (relevant: rated >= 4), k = {args.k}")
+        print(f"{'':<24}{'precision@k':>12}{'recall@k':>10}{'NDCG@k':>9}{'users':>7}")
+        for label, scorer in ((type(model).__name__, model), ("popularity", None)):
+            r = ranking_metrics(scorer, train, valid, ds.n_movies, k=args.k)
+            print(f"{label:<24}{r['precision']:>12.4f}{r['recall']:>10.4f}{r['ndcg']:>9.4f}"
+                  f"{r['users']:>7}")
+
+
+def cmd_lr_find(args):
+    from . import lesson4
+    from .optim import Adam
+    if args.improved and args.model not in lesson4.IMPROVED:
+        raise ValueError(f"--improved is a recipe for {' and '.join(lesson4.IMPROVED)}, not {args.model}")
+    if args.plot:
+        output_file(args.plot)
+        from .plots import pyplot
+        pyplot()
+    ds = load(args)
+    train, _ = ds.split(0.8, seed=args.seed)
+    recipe = lesson4.IMPROVED[args.model] if args.improved else {"model": {}, "weight_decay": 0.0}
+    model = lesson4.build(args.model, ds, args.seed, args.backend, **recipe["model"])
+    model.compile(Adam(1e-3, weight_decay=recipe["weight_decay"]))
+    finder = model.lr_find(train.x, train.y, batch_size=args.batch_size, num_it=args.num_it)
+    print(f"{args.model}{' (improved recipe)' if args.improved else ''} on {ds.name}: "
+          f"{len(finder.lrs)} batches; the smoothed loss was lowest at lr {finder.lr_min_loss:.2e}; "
+          f"suggested rate {finder.suggestion:.2e} (a tenth of that)")
+    if args.plot:
+        print(f"wrote the curve to {finder.plot(args.plot)}")
 
 
 def stored_split(trained_on, ds, seed):
@@ -273,7 +337,8 @@ def trained(args):
 
 
 def cmd_pca(args):
-    from .analysis import movie_components, plot_movie_map, pyplot
+    from .analysis import movie_components
+    from .plots import plot_movie_map, pyplot
     if args.plot:
         output_file(args.plot)
         pyplot()  # refuse now, not after the work, when matplotlib is missing

@@ -114,6 +114,12 @@ class Model:
         return self.fit(x, y, batch_size, epochs, validation_data, verbose=verbose,
                         lr_schedule=lambda step, n: one_cycle_lr(step, n, lr_max, **one_cycle))
 
+    def lr_find(self, x, y, **options):
+        """The LR range test (``lr_find.py``): an ``LRFinder`` with ``.suggestion`` and ``.plot()``;
+        the model is left as it was."""
+        from .lr_find import lr_find
+        return lr_find(self, x, y, **options)
+
     def predict(self, x, batch_size=65536):
         """r̂ for ``x = [users, movies]`` (the forward pass without dropout, in chunks), as NumPy."""
         users, movies = checks.inputs(x, self.n_users, self.n_movies, self.xp)

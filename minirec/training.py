@@ -27,16 +27,33 @@ class TrainingDiverged(FloatingPointError):
 
 
 class History:
-    """What ``fit`` returns: ``history`` maps ``"loss"``/``"val_loss"``/``"lr"`` to per-epoch lists."""
+    """What ``fit`` returns: ``history`` maps ``"loss"``/``"val_loss"``/``"lr"``/``"seconds"`` to
+    per-epoch lists; ``batch_lr`` holds every batch's rate when a schedule ran. ``extend`` joins
+    the histories of several ``fit`` calls (the notebook's stages) and ``plot`` draws them."""
 
     def __init__(self):
         self.history = {"loss": [], "val_loss": [], "lr": [], "seconds": []}
-        self.epoch = []
+        self.epoch, self.batch_lr, self.stage_ends = [], [], []
 
     def append(self, epoch, **values):
         self.epoch.append(epoch)
         for key, value in values.items():
             self.history.setdefault(key, []).append(value)
+
+    def extend(self, other):
+        """Add the epochs of a later ``fit`` (their batch rates too, where a schedule ran)."""
+        for key, values in other.history.items():
+            self.history.setdefault(key, []).extend(values)
+        self.epoch += list(range(len(self.epoch) + 1, len(self.epoch) + 1 + len(other.epoch)))
+        self.batch_lr += other.batch_lr
+        self.stage_ends.append(len(self.epoch))
+        return self
+
+    def plot(self, path=None, title="training"):
+        """Loss and val_loss per epoch (and the rate per batch after a schedule); a PNG at
+        ``path`` if given, inline in Jupyter (needs matplotlib)."""
+        from .plots import plot_history
+        return plot_history(self, path, title)
 
     def __repr__(self):
         last = {k: v[-1] for k, v in self.history.items() if v}
@@ -142,6 +159,8 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
                 f"training diverged at epoch {epoch}, batch {e.batch + 1}: {e.what}. The model "
                 f"keeps the weights {checkpoint.describe()}. Try a smaller learning rate.") from None
         history.append(epoch, loss=loss, val_loss=val_loss, lr=float(lrs[-1]), seconds=seconds)
+        if lr_schedule is not None:
+            history.batch_lr += lrs.tolist()
         if verbose:
             line = f"Epoch {epoch}/{epochs} - {n:,} samples - {seconds:.2f}s - loss: {loss:.4f}"
             if val_loss is not None:
@@ -149,6 +168,7 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
             print(line, flush=True)
     if lr_schedule is not None:
         model.optimizer.lr = base_lr
+    history.stage_ends.append(len(history.epoch))
     return history
 
 

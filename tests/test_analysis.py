@@ -6,8 +6,9 @@ from hypothesis import strategies as st
 
 from minirec import Adam, DotProduct, DotProductBias, MovieLens, NeuralNet
 from minirec.synthetic import synthetic_movielens
-from minirec.analysis import (bias_ranking, find_movie, movie_components, pca, plot_movie_map,
-                              predict_ids, recommend, similar_movies, top_movies)
+from minirec.analysis import (bias_ranking, find_movie, movie_components, pca, predict_ids,
+                              recommend, similar_movies, top_movies)
+from minirec.plots import plot_movie_map
 
 
 @given(n=st.integers(5, 30), F=st.integers(2, 6), seed=st.integers(0, 2**16))
@@ -170,7 +171,7 @@ def test_movie_components_and_the_map_png(tmp_path):
 
 
 def test_map_labels_do_not_overlap():
-    from minirec.analysis import label_positions
+    from minirec.plots import label_positions
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal(500), rng.standard_normal(500)
     placed = label_positions(x, y, 30, width=0.1, height=0.05)
