@@ -200,7 +200,8 @@ def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256
         NDCG@k = Σ_{hits at rank r} 1/log2(r + 1)  /  Σ_{r <= min(k, #relevant)} 1/log2(r + 1)
 
     averaged over those users. ``train``/``test`` are ``Ratings`` (indices), ``n_movies`` the
-    catalogue size. Returns {"precision", "recall", "ndcg", "users"}.
+    catalogue size. Returns {"precision", "recall", "ndcg", "users", "median_ratings"}, the last
+    the median number of training ratings of the recommended movies (how popular they are).
     """
     k = positive("k", k)
     tu, tm = to_numpy(train.user), to_numpy(train.movie)
@@ -208,7 +209,7 @@ def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256
     users = np.unique(to_numpy(test.user)[relevant])
     popularity = np.bincount(tm, minlength=n_movies).astype(np.float64)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
-    totals, movies = np.zeros(3), np.arange(n_movies)
+    totals, movies, picked = np.zeros(3), np.arange(n_movies), []
     for start in range(0, len(users), chunk):
         block = users[start:start + chunk]
         if model is None:
@@ -221,6 +222,7 @@ def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256
         seen = np.isin(tu, block)
         scores[row[tu[seen]], tm[seen]] = -np.inf  # never recommend what was rated in training
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        picked.append(popularity[top].ravel())
         is_relevant = np.zeros((len(block), n_movies), bool)
         held = relevant & np.isin(to_numpy(test.user), block)
         is_relevant[row[to_numpy(test.user)[held]], to_numpy(test.movie)[held]] = True
@@ -231,7 +233,8 @@ def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256
                    ((hits * discount).sum(axis=1) / ideal).sum()]
     n = max(1, len(users))
     return {"precision": totals[0] / n, "recall": totals[1] / n, "ndcg": totals[2] / n,
-            "users": len(users)}
+            "users": len(users),
+            "median_ratings": float(np.median(np.concatenate(picked))) if picked else 0.0}
 
 
 def find_movie(ds, text):

@@ -103,11 +103,12 @@ def run(data="ml-latest-small", seed=42, keras1_schedule=False, improved=False, 
     train, valid = ds.split(0.8, seed=seed)
     print(f"{ds}: {len(train):,} training and {len(valid):,} validation ratings (seed {seed})")
     schedules = COURSE if course else NOTEBOOK
-    schedule = "improved" if improved else (("course" if course else "notebook")
-                                            + (", Adam at 1e-3 throughout" if keras1_schedule else ""))
+    schedule = "improved recipe" if improved else (
+        ("course" if course else "notebook") + " schedule"
+        + (", Adam at 1e-3 throughout" if keras1_schedule else ""))
     results, models = {}, {}
     for kind in (IMPROVED if improved else schedules):
-        print(f"\n=== {TITLES[kind]} ({schedule} schedule) ===")
+        print(f"\n=== {TITLES[kind]} ({schedule}) ===")
         extra = IMPROVED[kind]["model"] if improved else {}
         model = build(kind, ds, seed, backend, **extra)
         if verbose:
@@ -167,7 +168,7 @@ def print_analysis(model, ds):
 
 
 def print_table(results, ds, schedule):
-    print(f"\nValidation MSE on {ds.name} ({schedule} schedule; plain MSE, no L2 penalty)")
+    print(f"\nValidation MSE on {ds.name} ({schedule}; plain MSE, no L2 penalty)")
     print(f"{'model':<24}{'val MSE':>10}{'train MSE':>11}{'epochs':>8}{'seconds':>9}")
     for kind, r in results.items():
         print(f"{TITLES[kind]:<24}{r['val_mse']:>10.4f}{r['train_mse']:>11.4f}"

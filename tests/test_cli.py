@@ -82,3 +82,32 @@ def test_pca_recommend_similar_commands(tiny_release, tmp_path, capsys):
     assert "match" in capsys.readouterr().err
     assert main(["recommend", *common, "--user", "100000"]) == 2
     assert "unknown user id 100000" in capsys.readouterr().err
+
+
+def test_lesson4_course_schedule_with_plots(tiny_release, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the plot extra)")
+    path, plots = tmp_path / "m.json", tmp_path / "plots"
+    assert main(["lesson4", "--data", str(tiny_release), "--course-schedule", "-q", "--json",
+                 str(path), "--plots", str(plots), "--weights-dir", str(tmp_path),
+                 "--backend", "numpy"]) == 0
+    metrics = json.loads(path.read_text())
+    assert metrics["schedule"] == "course schedule"
+    assert {k: m["epochs"] for k, m in metrics["models"].items()} == {"dot": 10, "bias": 22, "nn": 8}
+    assert sorted(p.name for p in plots.iterdir()) == ["bias.png", "dot.png", "nn.png"]
+    assert main(["lesson4", "--data", str(tiny_release), "--improved", "--keras1-schedule"]) == 2
+
+
+def test_lr_find_and_ranking_commands(tiny_release, tmp_path, capsys):
+    assert main(["lr-find", "--model", "bias", "--improved", "--data", str(tiny_release),
+                 "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    lowest = float(out.split("lowest at lr ")[1].split(";")[0])
+    assert float(out.split("suggested rate ")[1].split()[0]) == pytest.approx(lowest / 10, rel=1e-2)
+    weights = tmp_path / "w.npz"
+    main(["train", "--model", "bias", "--data", str(tiny_release), "--epochs", "1", "-q",
+          "--save", str(weights), "--backend", "numpy"])
+    capsys.readouterr()
+    assert main(["evaluate", "--weights", str(weights), "--data", str(tiny_release), "--ranking",
+                 "-k", "5", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "precision@k" in out and "popularity" in out and "k = 5" in out
