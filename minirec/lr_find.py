@@ -5,7 +5,7 @@ Train on one pass of batches while the rate grows exponentially from ``start_lr`
 once it blows up (``stop_factor`` times the lowest smoothed loss, or not finite). The loss falls
 while the rate is useful and climbs once it is too large; a good rate to train with sits well
 below the minimum: ``suggestion`` is the rate at the minimum smoothed loss divided by 10
-(fastai v1's rule).
+(what fastai's ``minimum`` suggestion returns).
 
 How many batches the pass takes matters more here than for image models: a batch of 64 ratings
 touches about a hundred embedding rows, so after fastai's default of 100 batches most rows have
