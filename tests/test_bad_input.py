@@ -273,39 +273,29 @@ def test_an_unwritable_cache_gives_a_hint_not_a_numba_traceback(release, tmp_pat
 
 # ----- 7. loaders name the file and the line -------------------------------------------------------
 
-@pytest.mark.parametrize("name, text, fragment", [
-    ("ratings.csv", b"userId,movieId,rating,timestamp\n1,2,4,5\n1,3,\xff4,5\n", "ratings.csv: line 3: not UTF-8"),
-    ("ratings.csv", b"userId,movieId,rating,timestamp\n1,2,4,5\n\n\n1,x,4,5\n", "ratings.csv: line 5: movieId is 'x'"),
-    ("ratings.dat", b"1::2::4::5\n1::3::4::5::6\n", "ratings.dat: line 2: more than 4 fields"),
-    ("ratings.csv", b"userId,movieId,rating,timestamp\n1,2,4,5\n18446744073709551617,3,4,5\n", "line 3: userId"),
-    ("ratings.csv", b"userId,movieId,rating,timestamp\n1,2,4,5\n9007199254740993.0,3,4,5\n", "too large to be held exactly"),
+RATINGS = b"userId,movieId,rating,timestamp\n1,2,4,5\n"
+
+
+@pytest.mark.parametrize("files, fragment", [
+    ({"ratings.csv": b"userId,movieId,rating,timestamp\n1,2,4,5\n1,3,\xff4,5\n"}, "ratings.csv: line 3: not UTF-8"),
+    ({"ratings.csv": b"userId,movieId,rating,timestamp\n1,2,4,5\n\n\n1,x,4,5\n"}, "ratings.csv: line 5: movieId is 'x'"),
+    ({"ratings.dat": b"1::2::4::5\n1::3::4::5::6\n"}, "ratings.dat: line 2: more than 4 fields"),
+    ({"ratings.csv": RATINGS + b"18446744073709551617,3,4,5\n"}, "line 3: userId"),
+    ({"ratings.csv": RATINGS + b"9007199254740993.0,3,4,5\n"}, "too large to be held exactly"),
+    ({"ratings.csv": RATINGS, "movies.csv": b"movieId,title,genres\n2,Heat,Action\nx,Up,Kids\n"},
+     "movies.csv: line 3: movieId is 'x'"),
+    ({"ratings.csv": RATINGS, "movies.csv": b"movieId,title,genres\n2,Heat \xe9t\xe9,Action\n"},
+     "movies.csv: line 2: not UTF-8"),
+    ({"ratings.csv": RATINGS, "movies.csv": b"id,name\n2,Heat\n"}, "movies.csv: line 1"),
+    ({"ratings.dat": b"1::2::4::5\n", "movies.dat": b"2::Heat (1995)::Action\nHeat (1995)\n"},
+     "movies.dat: line 2"),
 ])
-def test_malformed_ratings_name_the_file_and_line(tmp_path, name, text, fragment):
+def test_malformed_files_name_the_file_and_line(tmp_path, files, fragment):
     data = tmp_path / "data"
     data.mkdir()
-    (data / name).write_bytes(text)
+    for name, content in files.items():
+        (data / name).write_bytes(content)
     refused(minirec("train", "--data", data, cwd=tmp_path), fragment)
-
-
-@pytest.mark.parametrize("name, text, fragment", [
-    ("movies.csv", b"movieId,title,genres\n2,Heat,Action\nx,Up,Kids\n", "movies.csv: line 3: movieId is 'x'"),
-    ("movies.csv", b"movieId,title,genres\n2,Heat \xe9t\xe9,Action\n", "movies.csv: line 2: not UTF-8"),
-    ("movies.csv", b"id,name\n2,Heat\n", "movies.csv: line 1"),
-])
-def test_malformed_titles_name_the_file_and_line(tmp_path, name, text, fragment):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,4,5\n")
-    (data / name).write_bytes(text)
-    refused(minirec("train", "--data", data, cwd=tmp_path), fragment)
-
-
-def test_malformed_dat_titles_name_the_file_and_line(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "ratings.dat").write_text("1::2::4::5\n")
-    (data / "movies.dat").write_text("2::Heat (1995)::Action\nHeat (1995)\n")
-    refused(minirec("train", "--data", data, cwd=tmp_path), "movies.dat: line 2")
 
 
 def test_duplicate_pairs_are_reported_and_the_copy_to_keep_is_chosen(tmp_path):
