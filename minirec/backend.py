@@ -31,6 +31,23 @@ def cache_home():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minirec"
 
 
+def default_threads():
+    """How many CPU threads the Numba kernels may use: ``$MINIREC_THREADS``, else 1.
+
+    A run is bitwise reproducible for a given seed and thread count; the kernels that use more
+    than one thread split work whose result does not depend on the split (a dense Adam step over
+    the entries of a table), so today the count changes the speed, not the numbers.
+    """
+    value = os.environ.get("MINIREC_THREADS", "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        raise ValueError(f"MINIREC_THREADS must be a whole number >= 1, got {value!r}") from None
+    if threads < 1:
+        raise ValueError(f"MINIREC_THREADS must be a whole number >= 1, got {threads}")
+    return threads
+
+
 def cupy_available():
     """True when CuPy imports and sees at least one CUDA device."""
     try:

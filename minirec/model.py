@@ -7,7 +7,8 @@ A model builds its layers in ``__init__`` and writes ``forward(users, movies, tr
 import numpy as np
 
 from . import checks
-from .backend import array_module, numba_available, resolve_backend, seeded_rngs, to_numpy, to_xp
+from .backend import (array_module, default_threads, numba_available, resolve_backend, seeded_rngs,
+                      to_numpy, to_xp)
 from .layers import Embedding
 from .losses import L2, mse, mse_of
 
@@ -17,7 +18,8 @@ class Model:
 
     ``regularisers`` maps a parameter to its ``L2``; ``lookups`` maps each embedding table to
     the input it reads (``"user"`` or ``"movie"``), which lazy training needs to know.
-    ``fused = False`` keeps a registered whole-model kernel from being used (``runners.py``).
+    ``fused = False`` keeps a registered whole-model kernel from being used (``runners.py``);
+    ``threads`` is how many CPU threads the Numba kernels may use (``$MINIREC_THREADS``, else 1).
     """
 
     def __init__(self, n_users, n_movies, n_factors, dtype=np.float32, seed=None, backend=None):
@@ -32,8 +34,7 @@ class Model:
         self.seed = seed
         self.init_rng, self.shuffle_rng, self.dropout_rng = seeded_rngs(seed, 3)
         self.layers, self.regularisers, self.lookups = {}, {}, {}
-        self.optimizer = None
-        self.fused = True
+        self.optimizer, self.fused, self.threads = None, True, default_threads()
 
     # ----- weights ------------------------------------------------------------------------
     @property

@@ -143,13 +143,16 @@ class Adam(Optimizer):
 
     def constants(self, t, dtype, lr=None):
         """The ``AdamStep`` of step t (counting from 1) at rate ``lr`` (default ``self.lr``),
-        worked out in float64 and then cast to ``dtype`` (as NumPy casts a Python float)."""
-        lr = self.lr if lr is None else float(lr)
+        worked out in float64 and then cast to ``dtype`` (as NumPy casts a Python float).
+        ``t`` and ``lr`` may be arrays (one step per entry): each field is then an array."""
+        lr = self.lr if lr is None else lr
         b1, b2 = self.beta_1, self.beta_2
         cast = np.dtype(dtype).type
-        return AdamStep(*(cast(x) for x in (lr, b1, 1 - b1, b2, 1 - b2, 1 / (1 - b1 ** t),
-                                             1 / (1 - b2 ** t), self.epsilon,
-                                             lr * self.weight_decay)))
+        fields = (lr, b1, 1 - b1, b2, 1 - b2, 1 / (1 - b1 ** t), 1 / (1 - b2 ** t), self.epsilon,
+                  lr * self.weight_decay)
+        if np.ndim(t) or np.ndim(lr):
+            return AdamStep(*(np.asarray(x, np.float64).astype(dtype) for x in fields))
+        return AdamStep(*(cast(x) for x in fields))
 
     def _update(self, name, p, g, r):
         m_all, v_all = self.slot(name, "m", p), self.slot(name, "v", p)

@@ -60,8 +60,9 @@ class LayerRunner:
         self.model, self.regularisers = model, regularisers
         self.numba_adam = model.backend == "numba" and isinstance(model.optimizer, Adam)
         if self.numba_adam:
-            from .kernels import numba_adam
-            self.kernels = numba_adam
+            from .kernels import numba_adam, use_threads
+            self.kernels, self.use_threads = numba_adam, use_threads
+            self.no_rows = np.empty(0, np.intp)
             self.l2 = {name: numba_adam.l2_factors(regularisers.get(name), p)
                        for name, p in model.params.items()}
 
@@ -91,14 +92,13 @@ class LayerRunner:
         model, opt, kernels = self.model, self.model.optimizer, self.kernels
         opt.iterations += 1
         k = opt.constants(opt.iterations, model.dtype)
+        threads = self.use_threads(model.threads)
         for name, p in model.params.items():
             t = kernels.table(p, grads[name], opt.slot(name, "m", p), opt.slot(name, "v", p),
                               *self.l2[name])
             rows = looked_up.get(name) if opt.lazy else None
-            if rows is None:
-                kernels.adam_dense(t, k)
-            else:
-                kernels.adam_rows(t, rows, len(rows), k)
+            kernels.step_table(t, rows if rows is not None else self.no_rows,
+                               len(rows) if rows is not None else 0, k, rows is not None, threads)
 
 
 class FusedRunner:

@@ -49,23 +49,44 @@ def synthetic_movielens(n_users=671, n_movies=9066, n_ratings=100_004, rank=8, s
     return MovieLens("synthetic", users + 1, movies + 1, ratings, titles)
 
 
-def _repeats(users, movies, n_movies):
-    """True for every rating whose (user, movie) pair came earlier."""
-    pairs = users.astype(np.int64) * n_movies + movies
-    first = np.zeros(len(pairs), bool)
-    first[np.unique(pairs, return_index=True)[1]] = True
-    return ~first
-
-
 def _unique_pairs(users, movies, n_movies, user_p, movie_p, rng, rounds=20):
+    """Keep the first rating of every (user, movie) pair and draw the repeats again, checking
+    the new draws against the kept pairs by binary search (O(k log n) a round, so 25M ratings
+    take seconds); what still repeats after ``rounds`` rounds is dropped."""
+    kept, _, again = _first_occurrences(users.astype(np.int64) * n_movies + movies)
+    extra = np.empty(0, np.int64)                     # pairs accepted in later rounds (few)
     for _ in range(rounds):
-        again = np.flatnonzero(_repeats(users, movies, n_movies))
         if len(again) == 0:
-            return users, movies
+            break
         users[again] = rng.choice(len(user_p), size=len(again), p=user_p)
         movies[again] = rng.choice(len(movie_p), size=len(again), p=movie_p)
-    keep = ~_repeats(users, movies, n_movies)
+        fresh, first, _ = _first_occurrences(users[again].astype(np.int64) * n_movies + movies[again])
+        ok = ~(_contains(kept, fresh) | _contains(extra, fresh))
+        extra = np.sort(np.concatenate([extra, fresh[ok]]))
+        redo = np.ones(len(again), bool)
+        redo[first[ok]] = False
+        again = again[redo]
+    keep = np.ones(len(users), bool)
+    keep[again] = False
     return users[keep], movies[keep]
+
+
+def _first_occurrences(values):
+    """(the distinct values, sorted; where each first occurs; where the repeats are), by one
+    stable sort."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.ones(len(values), bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first], order[first], order[~first]
+
+
+def _contains(sorted_values, x):
+    """Which of x are in the sorted array ``sorted_values`` (binary search)."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(x), bool)
+    at = np.minimum(np.searchsorted(sorted_values, x), len(sorted_values) - 1)
+    return sorted_values[at] == x
 
 
 def synthetic_like(shape, seed=0):

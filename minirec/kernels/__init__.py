@@ -63,3 +63,10 @@ def jit(fn=None, **options):
         return numba.njit(cache=True, **options)(fn)
     finally:
         numba.config.CACHE_DIR = saved
+
+
+def use_threads(n):
+    """Let parallel kernels use ``n`` threads (at most as many as Numba started); returns the count."""
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n

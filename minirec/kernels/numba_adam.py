@@ -13,6 +13,7 @@ moments m and v, all 2-D (a bias (H,) travels as (1, H)) — and the step's ``Ad
 from typing import NamedTuple
 
 import numpy as np
+from numba import prange
 
 from ..optim import AdamStep, adam_update as _adam_update
 from . import jit
@@ -32,19 +33,35 @@ class Table(NamedTuple):
 
 
 @jit
-def adam_dense(t, k):
-    """Every entry of table t takes a step, with g = G + 2λ·W (one flat loop, so that LLVM
-    vectorises it; it then runs at the speed of memory and of one division and square root
-    per entry — the whole cost of Keras-style dense updates).
+def adam_span(t, lo, hi, k):
+    """Entries lo..hi-1 of table t (flattened) take a step, with g = G + 2λ·W: one flat loop,
+    which LLVM vectorises; it then runs at the speed of memory and of one division and square
+    root per entry — the whole cost of Keras-style dense updates.
 
     Denormals are flushed to zero meanwhile (``denormals.py``): dense Adam with L2 pulls rows
     no batch touches towards 1e-32, where every vector operation takes a slow microcode path.
     """
-    w, g, m, v = t.w.reshape(t.w.size), t.g.reshape(t.g.size), t.m.reshape(t.m.size), t.v.reshape(t.v.size)
+    w, g = t.w.reshape(t.w.size)[lo:hi], t.g.reshape(t.g.size)[lo:hi]
+    m, v = t.m.reshape(t.m.size)[lo:hi], t.v.reshape(t.v.size)[lo:hi]
     fp_mode = flush_denormals()
     for e in range(w.size):
         w[e], m[e], v[e] = adam_update(w[e], g[e] + t.l2 * w[e], m[e], v[e], k)
     restore_fp_mode(fp_mode)
+
+
+@jit
+def adam_dense(t, k):
+    """Every entry of table t takes a step (``adam_span`` over the whole table)."""
+    adam_span(t, 0, t.w.size, k)
+
+
+@jit(parallel=True)
+def adam_dense_threads(t, k, n_threads):
+    """``adam_dense`` with the table cut into ``n_threads`` spans, one per thread. Every entry's
+    update is independent of the others, so the result does not depend on the thread count."""
+    n = t.w.size
+    for part in prange(n_threads):
+        adam_span(t, part * n // n_threads, (part + 1) * n // n_threads, k)
 
 
 @jit
@@ -53,16 +70,22 @@ def adam_rows(t, rows, n_rows, k):
     for r in range(n_rows):
         i = rows[r]
         c = t.l2_rows[i]
-        for f in range(t.w.shape[1]):
-            t.w[i, f], t.m[i, f], t.v[i, f] = adam_update(t.w[i, f], t.g[i, f] + c * t.w[i, f],
-                                                          t.m[i, f], t.v[i, f], k)
+        w, g, m, v = t.w[i], t.g[i], t.m[i], t.v[i]
+        for f in range(w.shape[0]):
+            w[f], m[f], v[f] = adam_update(w[f], g[f] + c * w[f], m[f], v[f], k)
+
+
+PARALLEL_ABOVE = 1 << 16  # a dense step over fewer entries than this stays on one thread
 
 
 @jit
-def step_table(t, rows, n_rows, k, lazy):
-    """A table's Adam step: every entry (dense), or rows[0..n_rows-1] (lazy)."""
+def step_table(t, rows, n_rows, k, lazy, n_threads=1):
+    """A table's Adam step: every entry (dense; split over ``n_threads`` for a big table), or
+    rows[0..n_rows-1] (lazy)."""
     if lazy:
         adam_rows(t, rows, n_rows, k)
+    elif n_threads > 1 and t.w.size >= PARALLEL_ABOVE:
+        adam_dense_threads(t, k, n_threads)
     else:
         adam_dense(t, k)
 
@@ -76,8 +99,10 @@ def adam_step_at(steps, b):
 
 def adam_steps(opt, dtype, lrs, t0):
     """The ``AdamStep`` of each of the batches at rates ``lrs``, steps t0+1, t0+2, ..., as rows
-    of one array (what ``adam_step_at`` reads)."""
-    return np.array([opt.constants(t0 + 1 + b, dtype, lr) for b, lr in enumerate(lrs)], dtype)
+    of one array (what ``adam_step_at`` reads): ``Adam.constants`` on arrays of t and lr."""
+    t = t0 + 1 + np.arange(len(lrs), dtype=np.float64)
+    return np.stack(np.broadcast_arrays(*opt.constants(t, np.float64, np.asarray(lrs, np.float64))),
+                    axis=1).astype(dtype)
 
 
 def table(w, g, m, v, l2, l2_rows):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..layers import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
-from . import jit
+from . import jit, use_threads
 from .numba_adam import adam_step_at, adam_steps, l2_factors, step_table, table
 
 sigmoid_range, sigmoid_range_grad = jit(_sigmoid_range), jit(_sigmoid_range_grad)
@@ -49,6 +49,16 @@ class Seen(NamedTuple):
     rows_j: np.ndarray
 
 
+@jit(fastmath={"reassoc"})
+def row_dot(a, b):
+    """Σ_f a[f]·b[f]. ``reassoc`` lets LLVM split the sum over vector lanes (a strict
+    left-to-right float sum cannot be); the result differs from NumPy's only by rounding."""
+    total = a[0] * b[0]
+    for f in range(1, a.shape[0]):
+        total += a[f] * b[f]
+    return total
+
+
 @jit
 def mark(row, b, stamp, rows, n):
     """Note ``row`` as seen in batch b (once); returns the number of distinct rows so far."""
@@ -67,11 +77,12 @@ def zero_rows(g, rows, n):
 
 @jit
 def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, has_bias, squash,
-                  seen, losses):
+                  seen, losses, n_threads):
     """Batches first..last-1 of ``data``; u, m, b_i, b_j are ``Table``s (u (U, F), m (M, F),
     b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``). Returns the first batch
-    whose loss was not finite (nothing updated for it), or -1."""
-    n, F = data.order.shape[0], u.w.shape[1]
+    whose loss was not finite (nothing updated for it), or -1. ``n_threads`` share each dense
+    Adam step of a big table (the forward and backward passes run on one)."""
+    n = data.order.shape[0]
     for b in range(first, last):
         start, stop = b * data.size, min(n, (b + 1) * data.size)
         scale = two_over_n[0] if stop - start == data.size else two_over_n[1]
@@ -79,9 +90,8 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, ha
         for k in range(start, stop):
             row = data.order[k]
             i, j = data.users[row], data.movies[row]
-            z = u.w[i, 0] * m.w[j, 0]
-            for f in range(1, F):
-                z += u.w[i, f] * m.w[j, f]
+            u_i, m_j, gu_i, gm_j = u.w[i], m.w[j], u.g[i], m.g[j]
+            z = row_dot(u_i, m_j)
             if has_bias:
                 z = z + b_i.w[i, 0] + b_j.w[j, 0]
             if squash.on:
@@ -92,9 +102,9 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, ha
                 err = z - data.ratings[row]
                 dz = err * scale
             loss += err * err
-            for f in range(F):
-                u.g[i, f] += dz * m.w[j, f]
-                m.g[j, f] += dz * u.w[i, f]
+            for f in range(u_i.shape[0]):
+                gu_i[f] += dz * m_j[f]
+                gm_j[f] += dz * u_i[f]
             if has_bias:
                 b_i.g[i, 0] += dz
                 b_j.g[j, 0] += dz
@@ -104,13 +114,13 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, ha
         if not np.isfinite(losses[b - first]):
             return b
         k_b = adam_step_at(steps, b - first)
-        step_table(u, seen.rows_i, n_i, k_b, lazy)
-        step_table(m, seen.rows_j, n_j, k_b, lazy)
+        step_table(u, seen.rows_i, n_i, k_b, lazy, n_threads)
+        step_table(m, seen.rows_j, n_j, k_b, lazy, n_threads)
         zero_rows(u.g, seen.rows_i, n_i)
         zero_rows(m.g, seen.rows_j, n_j)
         if has_bias:
-            step_table(b_i, seen.rows_i, n_i, k_b, lazy)
-            step_table(b_j, seen.rows_j, n_j, k_b, lazy)
+            step_table(b_i, seen.rows_i, n_i, k_b, lazy, n_threads)
+            step_table(b_j, seen.rows_j, n_j, k_b, lazy, n_threads)
             zero_rows(b_i.g, seen.rows_i, n_i)
             zero_rows(b_j.g, seen.rows_j, n_j)
     return -1
@@ -154,7 +164,8 @@ class Trainer:
         t = self.tables()
         bad = train_batches(data, first, last, adam_steps(opt, model.dtype, lrs[first:last], opt.iterations),
                             two_over_n, opt.lazy, t["u"], t["m"], t["b_i"], t["b_j"],
-                            "b_i" in self.names, self.squash, seen, losses)
+                            "b_i" in self.names, self.squash, seen, losses,
+                            use_threads(model.threads))
         done = last - first if bad < 0 else bad - first
         opt.iterations += done
         if bad >= 0:  # leave no partial gradient behind for the next call
