@@ -249,3 +249,26 @@ def test_weights_and_optimiser_state_move_between_devices(tmp_path):
     model.fit([users, movies], y, epochs=1, verbose=0)  # the optimiser state moved too
     model.to("gpu")
     assert type(model.params["user_embedding.W"]).__module__.startswith("cupy")
+
+
+@pytest.mark.parametrize("kind", ["bias", "nn"])
+@pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
+def test_two_threads_give_the_same_numbers_as_one(kind, lazy):
+    """The threaded pieces (a dense Adam step cut into spans) split work whose result does not
+    depend on the split: one and two threads must agree bit for bit. The movie table is big
+    enough (2,000 x 40 entries) for the threaded step to run."""
+    pytest.importorskip("numba")
+    from minirec.kernels.numba_adam import PARALLEL_ABOVE
+    from minirec.models import KINDS
+    rng = np.random.default_rng(0)
+    users, movies = rng.integers(0, 50, 3000), rng.integers(0, 2000, 3000)
+    y = rng.integers(1, 11, 3000) / 2
+    weights = []
+    for threads in (1, 2):
+        model = KINDS[kind](50, 2000, n_factors=40, seed=1, backend="numba")
+        assert model.params["movie_embedding.W"].size >= PARALLEL_ABOVE
+        model.threads = threads
+        model.compile(Adam(0.01, lazy=lazy)).fit([users, movies], y, batch_size=128, epochs=2, verbose=0)
+        weights.append({k: v.copy() for k, v in model.params.items()})
+    for name in weights[0]:
+        np.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)

@@ -56,12 +56,14 @@ def adam_dense(t, k):
 
 
 @jit(parallel=True)
-def adam_dense_threads(t, k, n_threads):
+def adam_dense_threads(w, g, m, v, l2, l2_rows, k, n_threads):
     """``adam_dense`` with the table cut into ``n_threads`` spans, one per thread. Every entry's
-    update is independent of the others, so the result does not depend on the thread count."""
-    n = t.w.size
+    update is independent of the others, so the result does not depend on the thread count.
+    (A parallel loop cannot capture a ``Table``: its arrays come one by one.)"""
+    n = w.size
     for part in prange(n_threads):
-        adam_span(t, part * n // n_threads, (part + 1) * n // n_threads, k)
+        adam_span(Table(w, g, m, v, l2, l2_rows), part * n // n_threads,
+                  (part + 1) * n // n_threads, k)
 
 
 @jit
@@ -85,7 +87,7 @@ def step_table(t, rows, n_rows, k, lazy, n_threads=1):
     if lazy:
         adam_rows(t, rows, n_rows, k)
     elif n_threads > 1 and t.w.size >= PARALLEL_ABOVE:
-        adam_dense_threads(t, k, n_threads)
+        adam_dense_threads(t.w, t.g, t.m, t.v, t.l2, t.l2_rows, k, n_threads)
     else:
         adam_dense(t, k)
 
