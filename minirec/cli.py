@@ -11,11 +11,14 @@
     minirec similar --weights w.npz --data ml-latest-small --movie "Toy Story (1995)"
     minirec gradcheck
 
+Training commands take --threads N (the Numba kernels' CPU threads; the numbers do not change).
+
 Every user error ends with one line ``minirec: error: ...`` and exit status 2, before anything
 is written; output paths are checked before training starts; Ctrl-C stops with one line and
 exit status 130, and every file minirec writes appears whole or not at all.
 """
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -45,7 +48,8 @@ def main(argv=None):
         warnings.showwarning = lambda message, *rest: print(f"minirec: warning: {message}",
                                                             file=sys.stderr)
         try:
-            return args.run(args) or 0
+            with threads_setting(getattr(args, "threads", None)):
+                return args.run(args) or 0
         except USER_ERRORS as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
             print(f"minirec: error: {message}", file=sys.stderr)
@@ -53,6 +57,23 @@ def main(argv=None):
         except KeyboardInterrupt:
             print("minirec: interrupted; no file was left half-written", file=sys.stderr)
             return 130
+
+
+@contextlib.contextmanager
+def threads_setting(threads):
+    """``--threads N`` is ``MINIREC_THREADS=N`` for this command only (models read it when built)."""
+    if threads is None:
+        yield
+        return
+    before = os.environ.get("MINIREC_THREADS")
+    os.environ["MINIREC_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MINIREC_THREADS"]
+        else:
+            os.environ["MINIREC_THREADS"] = before
 
 
 def count(minimum):
@@ -124,6 +145,9 @@ def build_parser():
         p.add_argument("--duplicates", choices=("all", "first", "last"), default="all",
                        help="ratings of a (user, movie) pair given more than once: keep all "
                             "(default), or the first or last in the file")
+        p.add_argument("--threads", type=count(1), default=None,
+                       help="CPU threads for the Numba kernels (default: $MINIREC_THREADS or 1); "
+                            "the numbers do not depend on it")
 
     p = command("lesson4", cmd_lesson4, "reproduce the Lesson 4 notebook (three models, final table)")
     data_options(p)

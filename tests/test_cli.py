@@ -1,5 +1,6 @@
 """The minirec command: help, gradcheck, train -> save -> evaluate, and one-line errors."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -111,3 +112,23 @@ def test_lr_find_and_ranking_commands(tiny_release, tmp_path, capsys):
                  "-k", "5", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "precision@k" in out and "popularity" in out and "k = 5" in out
+
+
+def test_threads_option_reaches_the_model_for_this_command_only(tiny_release, tmp_path,
+                                                                monkeypatch, capsys):
+    pytest.importorskip("numba")
+    monkeypatch.delenv("MINIREC_THREADS", raising=False)
+    results = {}
+    for threads in ("1", "2"):
+        path = tmp_path / f"threads{threads}.json"
+        assert main(["lesson4", "--data", str(tiny_release), "--improved", "--backend", "numba",
+                     "--threads", threads, "--json", str(path)]) == 0
+        assert f"on {threads} CPU thread" in capsys.readouterr().out
+        results[threads] = {kind: (r["val_mse"], r["train_mse"])
+                            for kind, r in json.loads(path.read_text())["models"].items()}
+    assert results["1"] == results["2"]  # the count changes the speed, not the numbers
+    assert "MINIREC_THREADS" not in os.environ
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--data", str(tiny_release), "--threads", "0"])
+    assert stop.value.code == 2
+    assert "--threads" in capsys.readouterr().err
