@@ -130,18 +130,18 @@ def runner_for(model, users, movies, batch_size):
 
 
 def describe(model):
-    """Which runner trains ``model`` (for ``summary``)."""
+    """Which runner trains ``model`` (for ``summary``), and on how many threads where that counts."""
+    threads = f" on {model.threads} CPU thread{'s' if model.threads > 1 else ''}"
     entry = registered_kernel(model)
-    threads = (f" on {model.threads} CPU thread{'s' if model.threads > 1 else ''}"
-               if model.backend == "numba" else "")
     if entry is not None:
         return (f"the fused kernel minirec/kernels/{entry[0]}.py{threads} (registered for "
                 f"{type(model).__name__}, checked against its layers before use)")
-    step = {"numba": "Adam compiled by Numba, table by table",
-            "cupy": "Adam compiled by cupy.fuse"}.get(model.backend, "the optimiser's step")
+    layers = f"the layers' forward/backward on {model.backend}, then"
     if model.optimizer is not None and not isinstance(model.optimizer, Adam):
-        step = f"{type(model.optimizer).__name__}.step"
-    return f"the layers' forward/backward on {model.backend}, then {step}{threads}"
+        return f"{layers} {type(model.optimizer).__name__}.step"
+    return {"numba": f"{layers} Adam compiled by Numba, table by table{threads}",
+            "cupy": f"{layers} Adam compiled by cupy.fuse"}.get(model.backend,
+                                                               f"{layers} the optimiser's step")
 
 
 # ----- the probe: a fused kernel is used only where it gives the layers' numbers ---------------
