@@ -1,0 +1,223 @@
+"""What each ``minirec`` command does, once ``cli.py`` has parsed its arguments: one function
+per command, ``cmd_<name>(args)``, which imports what it uses (so a command never loads
+matplotlib or Numba code it does not need).
+
+Each function checks its output paths before any work (``output_file``, ``output_folder``) and
+raises ``OSError``/``ValueError``/``KeyError`` with a message for the user; ``cli.main`` prints
+it as one line.
+"""
+import os
+import warnings
+
+
+def output_file(path):
+    """Refuse, before any work, an output path that cannot be written (named as given)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise OSError(f"{path} is a folder, not a file name")
+    if not os.path.isdir(folder):
+        raise OSError(f"cannot write {path}: the folder {os.path.dirname(path) or '.'} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"cannot write {path}: the folder is not writable")
+    return path
+
+
+def output_folder(path):
+    """A folder to write into: it exists (or its parent does) and is writable."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OSError(f"{path} is a file, not a folder")
+    existing = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        raise OSError(f"cannot write into {path}")
+    return path
+
+
+def load(args):
+    from .datasets import load_movielens
+    return load_movielens(args.data, duplicates=args.duplicates)
+
+
+def cmd_lesson4(args):
+    from . import lesson4
+    if args.improved and (args.keras1_schedule or args.course_schedule):
+        raise ValueError("--improved trains its own schedule: drop --keras1-schedule and "
+                         "--course-schedule")
+    if args.json:
+        output_file(args.json)
+    for folder in (args.weights_dir, args.plots):
+        if folder:
+            output_folder(folder)
+    if args.plots:
+        from .plots import pyplot
+        pyplot()  # refuse now, not after the training, when matplotlib is missing
+        os.makedirs(args.plots, exist_ok=True)
+    lesson4.run(args.data, args.seed, args.keras1_schedule, args.improved, args.backend,
+                args.json, args.weights_dir, verbose=0 if args.quiet else 1,
+                duplicates=args.duplicates, course=args.course_schedule, plots_dir=args.plots)
+
+
+def cmd_train(args):
+    from . import lesson4
+    from .optim import Adam
+    if args.improved and args.model not in lesson4.IMPROVED:
+        raise ValueError(f"--improved is a recipe for {' and '.join(lesson4.IMPROVED)}, "
+                         f"not {args.model}")
+    for path in (args.save, args.plot_loss):
+        if path:
+            output_file(path)
+    if args.plot_loss:
+        from .plots import pyplot
+        pyplot()
+    ds = load(args)
+    train, valid = ds.split(0.8, seed=args.seed)
+    verbose = 0 if args.quiet else 1
+    validation = (valid.x, valid.y) if len(valid) else None
+    if args.improved:
+        recipe = dict(lesson4.IMPROVED[args.model])
+        lr = args.lr if args.lr is not None else recipe["lr_max"]
+        model = lesson4.build(args.model, ds, args.seed, args.backend, **recipe["model"])
+        model.compile(Adam(lr, weight_decay=recipe["weight_decay"], lazy=args.lazy))
+        history = model.fit_one_cycle(train.x, train.y, args.epochs, lr,
+                                      batch_size=args.batch_size, validation_data=validation,
+                                      verbose=verbose)
+    else:
+        model = lesson4.build(args.model, ds, args.seed, args.backend)
+        model.compile(Adam(args.lr if args.lr is not None else 1e-3, lazy=args.lazy))
+        history = model.fit(train.x, train.y, batch_size=args.batch_size, epochs=args.epochs,
+                            validation_data=validation, verbose=verbose)
+    if args.plot_loss:
+        print(f"wrote the loss curves to {history.plot(args.plot_loss, args.model)}")
+    if validation is None:
+        print(f"{args.model}: no validation ratings (the split left none of {len(ds)})")
+    else:
+        print(f"{args.model}: validation MSE {model.evaluate(valid.x, valid.y):.4f}")
+    if args.save:
+        model.save_weights(args.save, data=ds, seed=args.seed, train_fraction=0.8)
+        print(f"saved weights to {args.save}")
+
+
+def cmd_evaluate(args):
+    from .weights import model_from_weights
+    ds = load(args)
+    model = model_from_weights(args.weights, ds, backend=args.backend)
+    seed, fraction, note = stored_split(model.trained_on, ds, args.seed)
+    train, valid = ds.split(fraction, seed=seed)
+    if not len(valid):
+        raise ValueError(f"the split (seed {seed}) leaves no validation ratings in {ds.name}")
+    print(f"{type(model).__name__} from {args.weights} on {ds.name} ({note}): "
+          f"validation MSE {model.evaluate(valid.x, valid.y):.4f}, "
+          f"training MSE {model.evaluate(train.x, train.y):.4f}")
+    if args.ranking:
+        from .analysis import ranking_metrics
+        print(f"\nranking the held-out ratings (relevant: rated >= 4), k = {args.k}")
+        print(f"{'':<24}{'precision@k':>12}{'recall@k':>10}{'NDCG@k':>9}{'users':>7}")
+        for label, scorer in ((type(model).__name__, model), ("popularity", None)):
+            r = ranking_metrics(scorer, train, valid, ds.n_movies, k=args.k)
+            print(f"{label:<24}{r['precision']:>12.4f}{r['recall']:>10.4f}{r['ndcg']:>9.4f}"
+                  f"{r['users']:>7}")
+
+
+def cmd_lr_find(args):
+    from . import lesson4
+    from .optim import Adam
+    if args.improved and args.model not in lesson4.IMPROVED:
+        raise ValueError(f"--improved is a recipe for {' and '.join(lesson4.IMPROVED)}, not {args.model}")
+    if args.plot:
+        output_file(args.plot)
+        from .plots import pyplot
+        pyplot()
+    ds = load(args)
+    train, _ = ds.split(0.8, seed=args.seed)
+    recipe = lesson4.IMPROVED[args.model] if args.improved else {"model": {}, "weight_decay": 0.0}
+    model = lesson4.build(args.model, ds, args.seed, args.backend, **recipe["model"])
+    model.compile(Adam(1e-3, weight_decay=recipe["weight_decay"]))
+    finder = model.lr_find(train.x, train.y, batch_size=args.batch_size, num_it=args.num_it)
+    print(f"{args.model}{' (improved recipe)' if args.improved else ''} on {ds.name}: "
+          f"{len(finder.lrs)} batches; the smoothed loss was lowest at lr {finder.lr_min_loss:.2e}; "
+          f"suggested rate {finder.suggestion:.2e} (a tenth of that)")
+    if args.plot:
+        print(f"wrote the curve to {finder.plot(args.plot)}")
+
+
+def stored_split(trained_on, ds, seed):
+    """(seed, training fraction, a note) of the split to evaluate: the one the weights were
+    trained with unless ``seed`` says otherwise; refused where it cannot be rebuilt."""
+    split, data = trained_on.get("split"), trained_on.get("data")
+    same_data = data is not None and data["ratings_sha256"] == ds.fingerprint()
+    if seed is None:
+        if split is None:
+            warnings.warn("the weights do not record the split they were trained with; "
+                          "evaluating seed 42's split, which holds training rows if they were "
+                          "trained with another seed (pass --seed)")
+            return 42, 0.8, "seed 42"
+        if not same_data:
+            raise ValueError(f"the ratings in {ds.name} are not the ones the weights were trained "
+                             f"on ({data['name']}, {data['n_ratings']:,} ratings), so their split "
+                             "cannot be rebuilt; pass --seed to evaluate a split of these ratings "
+                             "anyway (it may hold ratings the model was trained on)")
+        return split["seed"], split["train_fraction"], f"its training split, seed {split['seed']}"
+    if split is not None and (not same_data or seed != split["seed"]):
+        warnings.warn(f"seed {seed} is not the split the weights were trained with; its "
+                      "validation ratings may include training ratings")
+    return seed, split["train_fraction"] if split else 0.8, f"seed {seed}"
+
+
+def trained(args):
+    from .weights import model_from_weights
+    ds = load(args)
+    return ds, model_from_weights(args.weights, ds, backend=args.backend)
+
+
+def cmd_pca(args):
+    from .analysis import movie_components
+    from .plots import plot_movie_map, pyplot
+    if args.plot:
+        output_file(args.plot)
+        pyplot()  # refuse now, not after the work, when matplotlib is missing
+    ds, model = trained(args)
+    result, _, extremes = movie_components(model, ds, args.components, args.among)
+    for c, (top, bottom) in enumerate(extremes):
+        print(f"component {c + 1} ({result.explained_variance_ratio[c]:.1%} of the variance)")
+        print("  top:    " + " | ".join(top))
+        print("  bottom: " + " | ".join(bottom))
+    if args.plot:
+        print(f"wrote the movie map to {plot_movie_map(model, ds, args.plot, among=args.among)}")
+
+
+def cmd_recommend(args):
+    from .analysis import recommend
+    ds, model = trained(args)
+    if args.user not in ds.userid2idx:
+        raise KeyError(f"unknown user id {args.user}: not in {ds.name}")
+    for j, score in recommend(model, ds, ds.userid2idx[args.user], args.k, not args.include_seen):
+        print(f"{score:5.2f}  {ds.title(j)}")
+
+
+def cmd_similar(args):
+    from .analysis import find_movie, similar_movies
+    ds, model = trained(args)
+    movie = find_movie(ds, args.movie)
+    print(f"movies most like {ds.title(movie)}:")
+    for j, cosine in similar_movies(model, movie, args.k):
+        print(f"{cosine:+.3f}  {ds.title(j)}")
+
+
+def cmd_download(args):
+    from .datasets import read_release
+    from .download import locate
+    folder = locate(args.name, data_home=args.data_home, force=args.force)
+    print(f"{read_release(folder, args.name)} in {folder}")
+
+
+def cmd_gradcheck(args):
+    from .gradcheck import run_all
+    rows = run_all(args.seed)
+    width = max(len(r.label) for r in rows)
+    print(f"{'check':<{width}}  {'rel. error':>10}  {'bound':>6}  ok")
+    for r in rows:
+        print(f"{r.label:<{width}}  {r.error:>10.2e}  {r.bound:>6.0e}  {'yes' if r.passed else 'NO'}")
+        if r.message:
+            print(r.message)
+    failed = sum(not r.passed for r in rows)
+    print(f"\n{len(rows) - failed} passed, {failed} failed")
+    return 1 if failed else 0
