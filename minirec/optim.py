@@ -3,7 +3,8 @@
 Every optimiser has ``step(params, grads, rows=None)``: ``params`` and ``grads`` are dicts of
 arrays with the same keys, and ``rows`` maps the name of an embedding table to the rows the
 batch looked up. ``lr`` is read at every step, so ``model.optimizer.lr = 0.01`` between two
-``fit`` calls really changes the step size (in Keras 1 it silently did not).
+``fit`` calls really changes the step size (in Keras it silently did not: the README's
+"The notebook, reproduced" gives the source and the evidence).
 
 Dense and lazy updates of an embedding table
 --------------------------------------------

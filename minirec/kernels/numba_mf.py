@@ -25,15 +25,6 @@ from .numba_adam import adam_step_at, adam_steps, l2_factors, step_table, table
 sigmoid_range, sigmoid_range_grad = jit(_sigmoid_range), jit(_sigmoid_range_grad)
 
 
-class Batches(NamedTuple):
-    """The training data and this epoch's order: batch b is order[b·size : (b+1)·size]."""
-    users: np.ndarray
-    movies: np.ndarray
-    ratings: np.ndarray
-    order: np.ndarray
-    size: int
-
-
 class Squash(NamedTuple):
     """The output range: on (a SigmoidRange), lo and span = hi - lo."""
     on: bool
@@ -78,7 +69,7 @@ def zero_rows(g, rows, n):
 @jit
 def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, has_bias, squash,
                   seen, losses, n_threads):
-    """Batches first..last-1 of ``data``; u, m, b_i, b_j are ``Table``s (u (U, F), m (M, F),
+    """Batches first..last-1 of ``data`` (a ``runners.Batches``); u, m, b_i, b_j are ``Table``s (u (U, F), m (M, F),
     b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``). Returns the first batch
     whose loss was not finite (nothing updated for it), or -1. ``n_threads`` share each dense
     Adam step of a big table (the forward and backward passes run on one)."""
@@ -126,49 +117,60 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, ha
     return -1
 
 
-class Trainer:
-    """Drives ``train_batches`` for one model through its adapter (``models.dot_adapter`` or
-    ``bias_adapter``), with gradient buffers and row stamps kept from call to call."""
+class TableTrainer:
+    """What a whole-model kernel's ``Trainer`` keeps between calls, for the tables its adapter
+    names (role -> parameter name, e.g. {"u": "user_emb", ...}): a gradient buffer per table,
+    kept at zero between batches, and each table's L2 factors."""
 
-    def __init__(self, model, adapter, regularisers):
-        self.model, self.regularisers = model, regularisers
-        self.names, squash = adapter(model)
+    def __init__(self, model, names, squash, regularisers):
+        self.model, self.names = model, names
         self.squash = Squash(squash is not None, *((squash.lo, squash.span) if squash else (0.0, 1.0)))
-        self.grads = {role: np.zeros_like(model.params[name]) for role, name in self.names.items()}
+        self.grads = {role: np.zeros_like(model.params[name]) for role, name in names.items()}
         self.l2 = {role: l2_factors(regularisers.get(name), model.params[name])
-                   for role, name in self.names.items()}
-        self.dummy = np.zeros((1, 1), model.dtype)
-        self.no_l2 = l2_factors(None, self.dummy)
+                   for role, name in names.items()}
 
     def tables(self):
+        """{role: ``Table``} over the model's current weights and Adam moments."""
         model, opt = self.model, self.model.optimizer
-        out = {}
-        for role in ("u", "m", "b_i", "b_j"):
-            name = self.names.get(role)
-            if name is None:
-                out[role] = table(self.dummy, self.dummy, self.dummy, self.dummy, *self.no_l2)
-                continue
-            p = model.params[name]
-            out[role] = table(p, self.grads[role], opt.slot(name, "m", p), opt.slot(name, "v", p),
-                              *self.l2[role])
-        return out
+        return {role: table(model.params[name], self.grads[role], opt.slot(name, "m", model.params[name]),
+                            opt.slot(name, "v", model.params[name]), *self.l2[role])
+                for role, name in self.names.items()}
+
+    def batch_state(self, batches):
+        """(2/N for a full batch and for the last one, fresh ``Seen`` stamps) for a
+        ``runners.Batches``, which the kernels take as it is."""
+        model, B, n = self.model, batches.size, len(batches.order)
+        two_over_n = np.array([2.0 / B, 2.0 / (n - (n - 1) // B * B)], model.dtype)
+        seen = Seen(np.full(model.n_users, -1, np.int64), np.full(model.n_movies, -1, np.int64),
+                    np.empty(B, np.int64), np.empty(B, np.int64))
+        return two_over_n, seen
+
+    def forget_gradients(self):
+        """After a batch that was not finite: leave no partial gradient for the next call."""
+        for g in self.grads.values():
+            g[...] = 0
+
+
+class Trainer(TableTrainer):
+    """Drives ``train_batches`` for one model through its adapter (``models.dot_adapter`` or
+    ``bias_adapter``); a model without biases passes 1 x 1 stand-ins for b_i and b_j."""
+
+    def __init__(self, model, adapter, regularisers):
+        super().__init__(model, *adapter(model), regularisers)
+        dummy = np.zeros((1, 1), model.dtype)
+        self.absent = table(dummy, dummy, dummy, dummy, *l2_factors(None, dummy))
 
     def run(self, batches, lrs, first, last):
         model, opt = self.model, self.model.optimizer
-        data = Batches(batches.users, batches.movies, batches.ratings, batches.order, batches.size)
-        last_size = len(batches.order) - (len(batches.order) - 1) // batches.size * batches.size
-        two_over_n = np.array([2.0 / batches.size, 2.0 / last_size], model.dtype)
-        seen = Seen(np.full(model.n_users, -1, np.int64), np.full(model.n_movies, -1, np.int64),
-                    np.empty(batches.size, np.int64), np.empty(batches.size, np.int64))
+        two_over_n, seen = self.batch_state(batches)
         losses = np.empty(last - first)
         t = self.tables()
-        bad = train_batches(data, first, last, adam_steps(opt, model.dtype, lrs[first:last], opt.iterations),
-                            two_over_n, opt.lazy, t["u"], t["m"], t["b_i"], t["b_j"],
-                            "b_i" in self.names, self.squash, seen, losses,
-                            use_threads(model.threads))
+        bad = train_batches(batches, first, last, adam_steps(opt, model.dtype, lrs[first:last], opt.iterations),
+                            two_over_n, opt.lazy, t["u"], t["m"], t.get("b_i", self.absent),
+                            t.get("b_j", self.absent), "b_i" in self.names, self.squash, seen,
+                            losses, use_threads(model.threads))
         done = last - first if bad < 0 else bad - first
         opt.iterations += done
-        if bad >= 0:  # leave no partial gradient behind for the next call
-            for g in self.grads.values():
-                g[...] = 0
+        if bad >= 0:
+            self.forget_gradients()
         return losses[:done + (bad >= 0)], bad

@@ -19,8 +19,8 @@ layers always densely, without L2). The weights are 2-D here: c1 is (1, H), c2 (
 import numpy as np
 
 from . import jit, use_threads
-from .numba_adam import adam_step_at, adam_steps, l2_factors, step_table, table
-from .numba_mf import Batches, Seen, Squash, mark, sigmoid_range, sigmoid_range_grad, zero_rows
+from .numba_adam import adam_step_at, adam_steps, step_table
+from .numba_mf import TableTrainer, mark, sigmoid_range, sigmoid_range_grad, zero_rows
 
 MAX_DRAW_ROWS = 1 << 12  # dropout draws are made for at most this many ratings per call
 
@@ -53,7 +53,7 @@ def dropout_scales(D, draws, pos, p, scale):
 @jit
 def train_batches(data, first, last, steps, two_over_n, lazy, u, m, W1, c1, W2, c2, draws, p,
                   scales, squash, seen, losses, n_threads):
-    """Batches first..last-1 of ``data`` (a ``numba_mf.Batches``); ``draws`` holds the uniform
+    """Batches first..last-1 of ``data`` (a ``runners.Batches``); ``draws`` holds the uniform
     draws the two dropout layers make for these batches, in the layers' order. Returns the first
     batch whose loss was not finite (nothing updated for it), or -1."""
     n, F, H, B = data.order.shape[0], u.w.shape[1], W1.w.shape[1], data.size
@@ -124,20 +124,16 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, W1, c1, W2, 
     return -1
 
 
-class Trainer:
-    """Drives ``train_batches`` for a ``NeuralNet`` through ``models.nn_adapter``: gradient
-    buffers kept from call to call, dropout draws made from the model's dropout generator."""
+class Trainer(TableTrainer):
+    """Drives ``train_batches`` for a ``NeuralNet`` through ``models.nn_adapter``, with the
+    dropout draws made from the model's dropout generator."""
 
     def __init__(self, model, adapter, regularisers):
-        self.model = model
-        self.names, squash, drop_1, drop_2 = adapter(model)
+        names, squash, drop_1, drop_2 = adapter(model)
+        super().__init__(model, names, squash, regularisers)
         if drop_1.rng is not drop_2.rng:
             raise ValueError("the NeuralNet kernel needs both dropout layers on one generator")
         self.rng, self.dropouts = drop_1.rng, Dropouts(drop_1.p, drop_2.p, model.dtype)
-        self.squash = Squash(squash is not None, *((squash.lo, squash.span) if squash else (0.0, 1.0)))
-        self.grads = {role: np.zeros_like(model.params[name]) for role, name in self.names.items()}
-        self.l2 = {role: l2_factors(regularisers.get(name), model.params[name])
-                   for role, name in self.names.items()}
         widths = (2 * model.n_factors, model.hidden)
         self.per_rating = sum(w for w, p in zip(widths, self.dropouts.p) if p > 0)
         self.buffer = np.empty(MAX_DRAW_ROWS * self.per_rating, np.float32)  # reused across calls
@@ -148,30 +144,23 @@ class Trainer:
         return self.rng.random(out=self.buffer[:rows * self.per_rating], dtype=np.float32)
 
     def run(self, batches, lrs, first, last):
-        model, opt = self.model, self.model.optimizer
+        model, opt, d = self.model, self.model.optimizer, self.dropouts
+        two_over_n, seen = self.batch_state(batches)
         B, n = batches.size, len(batches.order)
-        data = Batches(batches.users, batches.movies, batches.ratings, batches.order, B)
-        two_over_n = np.array([2.0 / B, 2.0 / (n - (n - 1) // B * B)], model.dtype)
-        seen = Seen(np.full(model.n_users, -1, np.int64), np.full(model.n_movies, -1, np.int64),
-                    np.empty(B, np.int64), np.empty(B, np.int64))
         losses, threads = np.empty(last - first), use_threads(model.threads)
-        d = self.dropouts
         per_call = max(1, MAX_DRAW_ROWS // B)
         if per_call * B > MAX_DRAW_ROWS:  # one batch bigger than the buffer
             self.buffer = np.empty(B * self.per_rating, np.float32)
         for lo in range(first, last, per_call):
             hi = min(last, lo + per_call)
             draws = self.draws(min(n, hi * B) - lo * B)
-            t = {role: table(model.params[name], self.grads[role], opt.slot(name, "m", model.params[name]),
-                             opt.slot(name, "v", model.params[name]), *self.l2[role])
-                 for role, name in self.names.items()}
-            bad = train_batches(data, lo, hi, adam_steps(opt, model.dtype, lrs[lo:hi], opt.iterations),
+            t = self.tables()
+            bad = train_batches(batches, lo, hi, adam_steps(opt, model.dtype, lrs[lo:hi], opt.iterations),
                                 two_over_n, opt.lazy, t["u"], t["m"], t["W1"], t["c1"], t["W2"],
                                 t["c2"], draws, d.p, d.scales, self.squash, seen,
                                 losses[lo - first:], threads)
             opt.iterations += (hi - lo) if bad < 0 else bad - lo
             if bad >= 0:
-                for g in self.grads.values():
-                    g[...] = 0
+                self.forget_gradients()
                 return losses[:bad - first + 1], bad
         return losses, -1
