@@ -16,7 +16,7 @@ import numpy as np
 
 import minirec
 from minirec import Adam, DotProduct, DotProductBias, NeuralNet
-from minirec.analysis import bias_ranking, movie_components
+from minirec.analysis import bias_ranking, components_text, movie_components
 
 parser = argparse.ArgumentParser(description="the Lesson 4 notebook, cell by cell")
 parser.add_argument("--data", default="ml-latest-small", help="a release name or a folder")
@@ -82,10 +82,7 @@ for b, title in highest:
 
 # ---- The principal components of the movie embeddings --------------------------------------------
 pca, _, extremes = movie_components(bias, ds, n_components=3, among=2000, n=10)
-for c, (top, bottom) in enumerate(extremes):
-    print(f"\ncomponent {c + 1} ({pca.explained_variance_ratio[c]:.1%} of the variance)")
-    print("  top:    " + " | ".join(top))
-    print("  bottom: " + " | ".join(bottom))
+print("\n" + components_text(pca, extremes))
 # `python examples/movie_map.py` draws the first two components as a map.
 
 # ---- Neural net: embeddings side by side, dense 70 + ReLU, dropout, one output ----------------------

@@ -83,6 +83,16 @@ def movie_components(model, ds, n_components=3, among=2000, n=10):
     return result, movies, extremes
 
 
+def components_text(result, extremes, n=None):
+    """``movie_components``'s result as lines to print: per component, its share of the
+    variance, then its top and bottom titles (the first ``n`` of each, or all)."""
+    lines = []
+    for c, (top, bottom) in enumerate(extremes):
+        lines += [f"component {c + 1} ({result.explained_variance_ratio[c]:.1%} of the variance)",
+                  "  top:    " + " | ".join(top[:n]), "  bottom: " + " | ".join(bottom[:n])]
+    return "\n".join(lines)
+
+
 def similar_movies(model, movie, k=10):
     """The k movies whose embeddings have the highest cosine similarity with ``movie``'s
     (an index), itself excluded: a list of (index, similarity), most similar first (fewer

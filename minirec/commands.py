@@ -169,17 +169,14 @@ def trained(args):
 
 
 def cmd_pca(args):
-    from .analysis import movie_components
+    from .analysis import components_text, movie_components
     from .plots import plot_movie_map, pyplot
     if args.plot:
         output_file(args.plot)
         pyplot()  # refuse now, not after the work, when matplotlib is missing
     ds, model = trained(args)
     result, _, extremes = movie_components(model, ds, args.components, args.among)
-    for c, (top, bottom) in enumerate(extremes):
-        print(f"component {c + 1} ({result.explained_variance_ratio[c]:.1%} of the variance)")
-        print("  top:    " + " | ".join(top))
-        print("  bottom: " + " | ".join(bottom))
+    print(components_text(result, extremes))
     if args.plot:
         print(f"wrote the movie map to {plot_movie_map(model, ds, args.plot, among=args.among)}")
 

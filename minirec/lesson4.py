@@ -153,7 +153,7 @@ def reload_check(model, ds, seed, backend, extra, weights_dir):
 
 def print_analysis(model, ds):
     """The notebook's last section, on the bias model: biases, then PCA of the embeddings."""
-    from .analysis import bias_ranking, movie_components
+    from .analysis import bias_ranking, components_text, movie_components
     low, high = bias_ranking(model, ds, n=15, among=2000)
     print("\n=== Analysis of the bias model (the 2,000 most-rated movies) ===")
     for label, pairs in (("lowest movie biases", low), ("highest movie biases", high)):
@@ -161,10 +161,7 @@ def print_analysis(model, ds):
         for bias, title in pairs:
             print(f"  {bias:+.3f}  {title}")
     result, _, extremes = movie_components(model, ds, n_components=3, among=2000, n=10)
-    for c, (top, bottom) in enumerate(extremes):
-        print(f"\nPCA component {c + 1} ({result.explained_variance_ratio[c]:.1%} of the variance)")
-        print("  top:    " + " | ".join(top))
-        print("  bottom: " + " | ".join(bottom))
+    print("\nPCA of the movie embeddings:\n" + components_text(result, extremes))
 
 
 def print_table(results, ds, schedule):

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from minirec import Adam, DotProduct, DotProductBias, MovieLens, NeuralNet
 from minirec.synthetic import synthetic_movielens
-from minirec.analysis import (bias_ranking, find_movie, movie_components, pca, predict_ids,
-                              recommend, similar_movies, top_movies)
+from minirec.analysis import (bias_ranking, components_text, find_movie, movie_components, pca,
+                              predict_ids, recommend, similar_movies, top_movies)
 from minirec.plots import plot_movie_map
 
 
@@ -168,6 +168,19 @@ def test_movie_components_and_the_map_png(tmp_path):
     data = (tmp_path / "map.png").read_bytes()
     assert path.endswith("map.png") and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]
+
+
+def test_components_text_lists_each_component_with_its_share_and_extremes():
+    ds = synthetic_movielens(60, 120, 4000, seed=0)
+    model = DotProduct(ds.n_users, ds.n_movies, n_factors=5, seed=0, backend="numpy")
+    result, _, extremes = movie_components(model, ds, n_components=2, among=100, n=4)
+    lines = components_text(result, extremes, n=3).splitlines()
+    assert len(lines) == 6
+    for c in range(2):
+        share = f"{result.explained_variance_ratio[c]:.1%}"
+        assert lines[3 * c] == f"component {c + 1} ({share} of the variance)"
+        assert lines[3 * c + 1] == "  top:    " + " | ".join(extremes[c][0][:3])
+        assert lines[3 * c + 2] == "  bottom: " + " | ".join(extremes[c][1][:3])
 
 
 def test_map_labels_do_not_overlap():
