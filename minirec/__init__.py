@@ -1,16 +1,20 @@
 """minirec: collaborative filtering from scratch (NumPy, Numba, CuPy), after fast.ai's Lesson 4."""
+from .activations import Clip, Dropout, ReLU, SigmoidRange
 from .datasets import DataError, DataNotFound, MovieLens, load_movielens
-from .layers import Concat, Dense, Dot, Dropout, Embedding, ReLU, SigmoidRange
+from .guards import ModelError
+from .layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Layer, Offset
 from .losses import L2, BalancedL2, mse
 from .model import Model
-from .models import DotProduct, DotProductBias, NeuralNet
+from .models import DotProduct, DotProductBias, NeuralNet, Recommender, SVDpp
 from .optim import SGD, Adam, one_cycle_lr
+from .registry import register
 from .synthetic import synthetic_movielens
 from .training import History, TrainingDiverged
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["Adam", "BalancedL2", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
-           "DotProduct", "DotProductBias", "Dropout", "Embedding", "History", "L2", "Model",
-           "MovieLens", "NeuralNet", "ReLU", "SGD", "SigmoidRange", "TrainingDiverged",
-           "load_movielens", "mse", "one_cycle_lr", "synthetic_movielens"]
+__all__ = ["Adam", "BalancedL2", "Clip", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
+           "DotProduct", "DotProductBias", "Dropout", "Embedding", "EmbeddingBag", "History", "L2",
+           "Layer", "Model", "ModelError", "MovieLens", "NeuralNet", "Offset", "ReLU",
+           "Recommender", "SGD", "SVDpp", "SigmoidRange", "TrainingDiverged", "load_movielens",
+           "mse", "one_cycle_lr", "register", "synthetic_movielens"]

@@ -25,7 +25,8 @@ import warnings
 import zipfile
 
 from . import commands
-from .models import KINDS
+from . import models  # noqa: F401  (the built-in kinds register themselves)
+from .registry import KINDS
 
 USER_ERRORS = (OSError, ValueError, KeyError, RuntimeError, FloatingPointError, EOFError,
                zipfile.BadZipFile)

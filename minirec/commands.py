@@ -9,27 +9,7 @@ it as one line.
 import os
 import warnings
 
-
-def output_file(path):
-    """Refuse, before any work, an output path that cannot be written (named as given)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise OSError(f"{path} is a folder, not a file name")
-    if not os.path.isdir(folder):
-        raise OSError(f"cannot write {path}: the folder {os.path.dirname(path) or '.'} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OSError(f"cannot write {path}: the folder is not writable")
-    return path
-
-
-def output_folder(path):
-    """A folder to write into: it exists (or its parent does) and is writable."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise OSError(f"{path} is a file, not a folder")
-    existing = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-        raise OSError(f"cannot write into {path}")
-    return path
+from .files import output_file, output_folder
 
 
 def load(args):

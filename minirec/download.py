@@ -31,6 +31,7 @@ import zipfile
 from pathlib import Path
 
 from .backend import cache_home
+from .files import atomic_write
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"  # or $MINIREC_MIRROR
 
@@ -133,7 +134,6 @@ def _read_ledger():
 def _write_ledger(**entries):
     """Add entries to the ledger; a cache folder that cannot be written only means hashing
     again next time."""
-    from .weights import atomic_write
     ledger = {**_read_ledger(), **entries}
     try:
         _ledger().parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,11 @@ test suite asserts every bound.
 """
 import numpy as np
 
+from .activations import Dropout, ReLU, SigmoidRange
+from .layers import Concat, Dense, Dot, Embedding
+from .losses import L2, mse
+from .models import DotProduct, DotProductBias, NeuralNet
+
 SMOOTH_BOUND = 1e-7
 RELU_BOUND = 1e-5
 
@@ -80,7 +85,6 @@ def _rng(seed=0):
 
 
 def check_embedding(seed=0):
-    from .layers import Embedding
     rng = _rng(seed)
     layer = Embedding(5, 3, rng=rng, dtype=np.float64)
     idx = np.array([0, 2, 2, 4, 0, 0, 1])  # repeated ids on purpose
@@ -105,7 +109,6 @@ def _vjp_check(label, layer_forward, layer_backward, inputs, dout, bound):
 
 
 def check_dot(seed=0):
-    from .layers import Dot
     rng = _rng(seed)
     a, b, dout = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)
     layer = Dot()
@@ -114,7 +117,6 @@ def check_dot(seed=0):
 
 
 def check_concat(seed=0):
-    from .layers import Concat
     rng = _rng(seed)
     a, b, dout = rng.standard_normal((4, 2)), rng.standard_normal((4, 3)), rng.standard_normal((4, 5))
     layer = Concat()
@@ -123,7 +125,6 @@ def check_concat(seed=0):
 
 
 def check_dense(seed=0):
-    from .layers import Dense
     rng = _rng(seed)
     layer = Dense(4, 3, rng=rng, dtype=np.float64)
     layer.params["b"][:] = rng.standard_normal(3)
@@ -137,7 +138,6 @@ def check_dense(seed=0):
 
 
 def check_relu(seed=0):
-    from .layers import ReLU
     rng = _rng(seed)
     x = rng.standard_normal((5, 4))
     x += np.where(x >= 0, 1e-3, -1e-3)  # keep every input at least 1e-3 from the kink
@@ -148,7 +148,6 @@ def check_relu(seed=0):
 
 
 def check_dropout(seed=0):
-    from .layers import Dropout
     rng = _rng(seed)
     x, dout = rng.standard_normal((6, 4)), rng.standard_normal((6, 4))
     layer = Dropout(0.4)
@@ -162,7 +161,6 @@ def check_dropout(seed=0):
 
 
 def check_mse(seed=0):
-    from .losses import mse
     rng = _rng(seed)
     pred, y = rng.standard_normal(6), rng.standard_normal(6)
     num = numerical_gradient(lambda: mse(pred, y)[0], pred)
@@ -177,7 +175,6 @@ def check_l2(seed=0):
 
 
 def check_y_range(seed=0):
-    from .layers import SigmoidRange
     rng = _rng(seed)
     z, dout = rng.standard_normal(6) * 2, rng.standard_normal(6)
     layer = SigmoidRange(0.0, 5.5)
@@ -223,7 +220,6 @@ def _relu_margin(model, users, movies):
 
 
 def check_models(seed=0):
-    from .models import DotProduct, DotProductBias, NeuralNet
     kw = dict(n_factors=3, l2=1e-2, dtype=np.float64, backend="numpy")
     out = {}
     out.update(check_model(DotProduct(5, 6, seed=seed, **kw), "DotProduct", SMOOTH_BOUND, seed))

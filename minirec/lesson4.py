@@ -29,9 +29,9 @@ import numpy as np
 
 from .backend import cache_home
 from .datasets import load_movielens
-from .models import KINDS, TITLES
+from .files import atomic_write
 from .optim import Adam
-from .weights import atomic_write
+from .registry import KINDS, title_of
 
 FACTORS, L2, BATCH = 50, 1e-4, 64
 NOTEBOOK = {  # model -> [(epochs, learning rate), ...] as the homework notebook's cells ran them
@@ -56,10 +56,14 @@ IMPROVED = {
 TRACK_USER, TRACK_MOVIE = 3, 6
 
 
-def build(kind, ds, seed, backend=None, **kwargs):
-    """The notebook's model ``kind`` (``models.KINDS``: dot, bias, nn) for data set ``ds``."""
+def build(kind, ds, seed, backend=None, train=None, **kwargs):
+    """The model ``kind`` (a name in ``registry.KINDS``: dot, bias, nn, svdpp, ...) for data set
+    ``ds`` with training ratings ``train``, with the notebook's 50 factors and L2 unless
+    ``kwargs`` say otherwise."""
     kwargs.setdefault("l2", L2)
-    return KINDS[kind](ds.n_users, ds.n_movies, n_factors=FACTORS, seed=seed, backend=backend, **kwargs)
+    kwargs.setdefault("n_factors", FACTORS)
+    return KINDS[kind].for_data(ds.n_users, ds.n_movies, train if train is not None else ds,
+                                seed=seed, backend=backend, **kwargs)
 
 
 def tracked_prediction(model):
@@ -108,7 +112,7 @@ def run(data="ml-latest-small", seed=42, keras1_schedule=False, improved=False, 
         + (", Adam at 1e-3 throughout" if keras1_schedule else ""))
     results, models = {}, {}
     for kind in (IMPROVED if improved else schedules):
-        print(f"\n=== {TITLES[kind]} ({schedule}) ===")
+        print(f"\n=== {title_of(kind)} ({schedule}) ===")
         extra = IMPROVED[kind]["model"] if improved else {}
         model = build(kind, ds, seed, backend, **extra)
         if verbose:
@@ -123,7 +127,7 @@ def run(data="ml-latest-small", seed=42, keras1_schedule=False, improved=False, 
                          "train_mse": model.evaluate(train.x, train.y),
                          "epochs": len(history.epoch), "seconds": round(seconds, 2)}
         if plots_dir is not None:
-            path = history.plot(Path(plots_dir) / f"{kind}.png", f"{TITLES[kind]} ({schedule})")
+            path = history.plot(Path(plots_dir) / f"{kind}.png", f"{title_of(kind)} ({schedule})")
             print(f"wrote the loss curves to {path}")
         models[kind] = model
         if kind == "bias":
@@ -168,10 +172,10 @@ def print_table(results, ds, schedule):
     print(f"\nValidation MSE on {ds.name} ({schedule}; plain MSE, no L2 penalty)")
     print(f"{'model':<24}{'val MSE':>10}{'train MSE':>11}{'epochs':>8}{'seconds':>9}")
     for kind, r in results.items():
-        print(f"{TITLES[kind]:<24}{r['val_mse']:>10.4f}{r['train_mse']:>11.4f}"
+        print(f"{title_of(kind):<24}{r['val_mse']:>10.4f}{r['train_mse']:>11.4f}"
               f"{r['epochs']:>8}{r['seconds']:>9.1f}")
 
 
 def write_json(path, payload):
-    """Write ``payload`` as JSON, atomically (``weights.atomic_write``)."""
+    """Write ``payload`` as JSON, atomically (``files.atomic_write``)."""
     atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))

@@ -59,7 +59,7 @@ class BalancedL2(L2):
     Under Keras every row pays 2λ·W at every batch. A lazy step only touches the rows in the
     batch, so a row seen in few batches is barely regularised (PyTorch's SparseAdam with the
     notebook's λ overfits to 1.06 validation MSE on the bias model). Row k appears in a batch of
-    B ratings, drawn from N of which c_k are row k's, with probability
+    B ratings, drawn from N of which c_k touch row k, with probability
 
         p_k = 1 - (1 - c_k / N)^B
 
@@ -67,12 +67,14 @@ class BalancedL2(L2):
     batch equal to Keras's:  gradient = (2λ / p_k) · W_k  on the rows in the batch. Rows never
     seen keep the plain 2λ (they are never stepped). The penalty, and so the reported loss, stays
     Keras's λ·ΣW²: only the lazy step's gradient is reweighted.
+
+    ``counts`` (rows,): c_k, the training ratings that touch each row (``touch_counts``).
     """
 
-    def __init__(self, l2, ids, n_rows, batch_size, dtype=np.float32, xp=np):
+    def __init__(self, l2, counts, n_ratings, batch_size, dtype=np.float32, xp=np):
         super().__init__(l2)
-        counts = np.bincount(to_numpy(ids), minlength=n_rows).astype(np.float64)
-        p_seen = 1.0 - (1.0 - counts / len(ids)) ** batch_size
+        counts = np.asarray(to_numpy(counts), np.float64)
+        p_seen = 1.0 - (1.0 - counts / max(1, n_ratings)) ** batch_size
         weight = np.where(counts > 0, 1.0 / np.maximum(p_seen, 1e-300), 1.0)
         self.row_weight = weight
         self._coefficients = to_xp(2.0 * self.l2 * weight, xp, dtype)
@@ -82,3 +84,14 @@ class BalancedL2(L2):
 
     def coefficients(self, W):
         return self._coefficients
+
+
+def touch_counts(ids, n_rows, bags=None):
+    """c_k for every row k: how many of the ratings (whose ``ids`` are given) touch row k. A
+    table looked up directly is touched by the ratings of its id; a bag table (``bags = (offsets,
+    bag ids)``, one bag per id) by every rating whose id's bag holds k."""
+    if bags is None:
+        return np.bincount(to_numpy(ids), minlength=n_rows)
+    offsets, bag_ids = (to_numpy(a) for a in bags)
+    per_id = np.bincount(to_numpy(ids), minlength=len(offsets) - 1)
+    return np.bincount(bag_ids, weights=np.repeat(per_id, np.diff(offsets)), minlength=n_rows)

@@ -3,14 +3,25 @@ the Keras-shaped surface (compile, fit, predict, evaluate, summary, save and loa
 
 A model builds its layers in ``__init__`` and writes ``forward(users, movies, training)`` and
 ``backward(dpred)``; that is all a new model needs to train on every backend (``runners.py``).
+A layer is registered by assigning it to an attribute (``self.offset = Offset()``, as in
+PyTorch), and ``guards.py`` checks the rest: every step starts from cleared gradients, every
+parameter must get a fresh gradient, and a layer held but not registered is refused.
 """
+import inspect
+
 import numpy as np
 
-from . import checks
+from . import checks, guards
 from .backend import (array_module, default_threads, numba_available, resolve_backend, seeded_rngs,
                       to_numpy, to_xp)
-from .layers import Embedding
+from .layers import Embedding, EmbeddingBag, Layer
 from .losses import L2, mse, mse_of
+from .lr_find import lr_find
+from .ops import ops_for
+from .optim import one_cycle_lr
+from .runners import describe
+from .training import fit
+from .weights import load_weights, save_weights
 
 
 class Model:
@@ -21,8 +32,10 @@ class Model:
     ``fused = False`` keeps a registered whole-model kernel from being used (``runners.py``);
     ``threads`` is how many CPU threads the Numba kernels may use (``$MINIREC_THREADS``, else 1).
     """
+    not_in_config = ()  # constructor arguments kept elsewhere (SVD++'s bags: layer buffers)
 
     def __init__(self, n_users, n_movies, n_factors, dtype=np.float32, seed=None, backend=None):
+        object.__setattr__(self, "layers", {})  # first: assigning a layer registers it here
         self.n_users = checks.whole_number("n_users", n_users, 1)
         self.n_movies = checks.whole_number("n_movies", n_movies, 1)
         self.n_factors = checks.whole_number("n_factors", n_factors, 1)
@@ -30,11 +43,35 @@ class Model:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.backend = resolve_backend(backend)
-        self.xp = array_module(self.backend)
+        self.xp, self.ops = array_module(self.backend), ops_for(self.backend)
         self.seed = seed
         self.init_rng, self.shuffle_rng, self.dropout_rng = seeded_rngs(seed, 3)
-        self.layers, self.regularisers, self.lookups = {}, {}, {}
+        self.regularisers, self.lookups = {}, {}
         self.optimizer, self.fused, self.threads = None, True, default_threads()
+
+    @classmethod
+    def for_data(cls, n_users, n_movies, train, **kwargs):
+        """The model for a data set with training ratings ``train`` (``datasets.Ratings``). Most
+        models need only the sizes; one that reads the training data (SVD++'s N(i)) overrides
+        this, so the CLI, lesson4 and the benchmarks build every kind the same way."""
+        return cls(n_users, n_movies, **kwargs)
+
+    def __setattr__(self, name, value):
+        """``self.name = layer`` registers the layer as ``name`` (unless it is already
+        registered under another name), so a layer cannot be forgotten."""
+        if isinstance(value, Layer):
+            if "layers" not in self.__dict__:
+                raise TypeError(f"{type(self).__name__}: call super().__init__(...) before "
+                                f"adding layers (self.{name} = ...)")
+            if not any(layer is value for layer in self.layers.values()):
+                self.add_layer(name, value)
+        object.__setattr__(self, name, value)
+
+    def add_layer(self, name, layer):
+        """Register ``layer`` as ``name``: its parameters train as ``"<name>.<param>"``."""
+        self.layers[name] = layer
+        layer.ops = self.ops
+        return layer
 
     # ----- weights ------------------------------------------------------------------------
     @property
@@ -43,7 +80,8 @@ class Model:
 
     @property
     def grads(self):
-        """The gradients of the last ``backward`` (of the MSE only; the L2 is added later)."""
+        """The gradients of the last ``backward`` (of the loss only; the L2 is added later).
+        They are the layers' own arrays, overwritten by the next backward: copy to keep them."""
         return {f"{ln}.{pn}": g for ln, layer in self.layers.items() for pn, g in layer.grads.items()}
 
     def set_params(self, values):
@@ -57,8 +95,19 @@ class Model:
     def embedding(self, name, n_rows, width, l2, reads):
         """Add an embedding table of ``n_rows`` x ``width`` that looks up the ``reads`` input
         (``"user"`` or ``"movie"``), with Keras's L2 of ``l2`` on the whole table."""
-        self.layers[name] = layer = Embedding(n_rows, width, rng=self.init_rng, dtype=self.dtype,
-                                              xp=self.xp)
+        layer = self.add_layer(name, Embedding(n_rows, width, rng=self.init_rng, dtype=self.dtype,
+                                               xp=self.xp))
+        return self.table(name, l2, reads, layer)
+
+    def bag(self, name, n_rows, width, bags, l2, reads, rows_are, mode="sqrt"):
+        """Add an ``EmbeddingBag`` of ``n_rows`` x ``width``: one bag per row of the ``reads``
+        input, holding rows that are ``rows_are`` (SVD++: each user's bag of movies), L2 ``l2``."""
+        layer = self.add_layer(name, EmbeddingBag(n_rows, width, bags, mode, rng=self.init_rng,
+                                                  dtype=self.dtype, xp=self.xp))
+        layer.bag_owner, layer.row_kind = reads, rows_are
+        return self.table(name, l2, (reads, layer), layer)
+
+    def table(self, name, l2, reads, layer):
         self.lookups[name + ".W"] = reads
         if l2:
             self.regularisers[name + ".W"] = L2(l2)
@@ -70,20 +119,25 @@ class Model:
 
     # ----- the maths ----------------------------------------------------------------------
     def forward(self, users, movies, training=True):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define forward(users, movies, training)")
 
     def backward(self, dpred):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define backward(dpred), passing "
+                                  "each layer the forward used the gradient of its output")
 
     def mse_and_grads(self, users, movies, y, training=True):
-        """Forward and backward on checked arrays: the batch MSE and its gradients (no L2)."""
+        """One step's maths on checked arrays: cleared gradients, forward, the batch MSE,
+        backward, and the check that every parameter got its gradient (``guards.py``)."""
+        guards.clear_gradients(self)
         loss, dpred = mse(self.forward(users, movies, training), y)
         self.backward(dpred)
+        guards.check_gradients(self)
         return loss, self.grads
 
     def loss_and_grads(self, inputs, y, training=True):
         """The training objective, MSE + whole-table L2 penalty, and its exact gradients, keyed
         like ``params``. With ``training=True`` dropout is on (masks from ``dropout_rng``)."""
+        guards.unregistered_layers(self)
         users, movies = checks.inputs(inputs, self.n_users, self.n_movies, self.xp)
         y = checks.ratings(y, len(users), self.xp, self.dtype)
         loss, grads = self.mse_and_grads(users, movies, y, training)
@@ -97,6 +151,8 @@ class Model:
         """Attach an optimiser. Only ``loss="mse"`` exists (as in the notebook)."""
         if loss not in ("mse", "mean_squared_error"):
             raise ValueError(f"only loss='mse' is supported, got {loss!r}")
+        guards.unregistered_layers(self)
+        guards.check_lookups(self, optimizer)
         self.optimizer = optimizer
         return self
 
@@ -104,21 +160,19 @@ class Model:
             lr_schedule=None):
         """Train; returns a ``History`` (``.history["loss"/"val_loss"/"lr"]``). ``x`` is
         ``[users, movies]`` (indices); ``validation_data`` is ``([users, movies], y)``."""
-        from .training import fit
         return fit(self, x, y, batch_size, epochs, validation_data, shuffle, verbose, lr_schedule)
 
     def fit_one_cycle(self, x, y, epochs, lr_max, batch_size=64, validation_data=None, verbose=1,
                       **one_cycle):
         """``fit`` with the one-cycle schedule (``optim.one_cycle_lr``); ``lr`` is restored after."""
-        from .optim import one_cycle_lr
         lr_max = checks.finite_positive("lr_max", lr_max)
+        one_cycle_lr(0, 1, lr_max, **one_cycle)  # refuse bad settings now, not at batch 1
         return self.fit(x, y, batch_size, epochs, validation_data, verbose=verbose,
                         lr_schedule=lambda step, n: one_cycle_lr(step, n, lr_max, **one_cycle))
 
     def lr_find(self, x, y, **options):
         """The LR range test (``lr_find.py``): an ``LRFinder`` with ``.suggestion`` and ``.plot()``;
         the model is left as it was."""
-        from .lr_find import lr_find
         return lr_find(self, x, y, **options)
 
     def predict(self, x, batch_size=65536):
@@ -137,9 +191,8 @@ class Model:
         return mse_of(pred, y)
 
     def summary(self, print_fn=print):
-        """Print a Keras-style table of layers and parameter counts, and which runner trains
-        the model; returns the total."""
-        from .runners import describe
+        """Print a Keras-style table of layers and parameter counts, and what will train the
+        model; returns the total."""
         lines = [f'Model: "{type(self).__name__}"  (backend {self.backend}, {self.dtype})',
                  f"{'Layer':<20}{'Shape':<20}{'Param #':>12}", "=" * 52]
         for name, layer in self.layers.items():
@@ -151,16 +204,25 @@ class Model:
         return total
 
     def config(self):
-        """The constructor arguments that rebuild this model (stored with saved weights)."""
-        return {"class": type(self).__name__, "n_users": self.n_users, "n_movies": self.n_movies,
-                "n_factors": self.n_factors}
+        """The constructor arguments that rebuild this model (stored with saved weights): each
+        argument of ``__init__`` but dtype, seed and backend, read from the attribute of the
+        same name. A model that keeps an argument under another name overrides this."""
+        record = {"class": type(self).__name__}
+        for arg in list(inspect.signature(type(self).__init__).parameters)[1:]:
+            if arg in ("dtype", "seed", "backend", "args", "kwargs", *self.not_in_config):
+                continue
+            if not hasattr(self, arg):
+                raise AttributeError(f"{type(self).__name__}.config() cannot find self.{arg}: keep "
+                                     f"each constructor argument as an attribute of the same name, "
+                                     "or override config()")
+            value = getattr(self, arg)
+            record[arg] = list(value) if isinstance(value, tuple) else value
+        return record
 
-    def save_weights(self, path, **metadata):  # see weights.py
-        from .weights import save_weights
-        return save_weights(self, path, **metadata)
+    def save_weights(self, path, data=None, seed=None, train_fraction=0.8):  # see weights.py
+        return save_weights(self, path, data, seed, train_fraction)
 
     def load_weights(self, path):
-        from .weights import load_weights
         return load_weights(self, path)
 
     def to(self, device):
@@ -168,9 +230,12 @@ class Model:
         or a backend; returns the model."""
         backend = {"cpu": "numba" if numba_available() else "numpy", "gpu": "cupy"}.get(device, device)
         self.backend = resolve_backend(backend)
-        self.xp = array_module(self.backend)
+        self.xp, self.ops = array_module(self.backend), ops_for(self.backend)
         for layer in self.layers.values():
             layer.params, layer.grads = {k: to_xp(p, self.xp) for k, p in layer.params.items()}, {}
+            layer.ops = self.ops
+            if hasattr(layer, "move"):
+                layer.move(self.xp)
         for slots in (self.optimizer.state.values() if self.optimizer else ()):
             slots.update({key: to_xp(a, self.xp) for key, a in slots.items()})
         return self

@@ -1,51 +1,89 @@
-"""The three Lesson 4 models, built from the layers, and the registry of model kinds.
+"""The built-in models, each composed of small steps over the layers, and registered by name.
 
 Notation: U users, M movies, F factors, H hidden units, N ratings in a batch; u_i, m_j are
-rows of the user and movie embedding tables, b_i, b_j the biases.
+rows of the user and movie embedding tables, b_i, b_j the biases, μ a learned offset.
 
 =================  ==========================================================================
-DotProduct         r̂ = u_i · m_j
-DotProductBias     r̂ = u_i · m_j + b_i + b_j        (optionally squashed into ``y_range``)
-NeuralNet          r̂ = W2ᵀ drop(relu(W1ᵀ drop([u_i, m_j]) + c1)) + c2
+dot    DotProduct      r̂ = u_i · m_j
+bias   DotProductBias  r̂ = u_i · m_j + b_i + b_j        (optionally squashed into ``y_range``)
+nn     NeuralNet       r̂ = W2ᵀ drop(relu(W1ᵀ drop([u_i, m_j]) + c1)) + c2
+svdpp  SVDpp           r̂ = μ + b_i + b_j + m_j · (u_i + |N(i)|^-½ Σ_{k ∈ N(i)} y_k)
 =================  ==========================================================================
 
 Every model trains on the loss (mean squared error) + Σ λ·ΣW² over its regularised tables
-(the user and movie embeddings; biases are not regularised, as in the notebook).
+(the embeddings; biases are not regularised, as in the notebook).
 
-The same model reads like the notebook::
+Each is a ``Recommender``: r̂ = output(biases(score(i, j))), and each step is one method that
+returns its value and its own backward, so a subclass changes one step in one place::
 
-    model = DotProductBias(n_users, n_movies, n_factors=50, l2=1e-4)
-    model.compile(Adam(0.001), loss="mse")
-    model.fit([users, movies], ratings, batch_size=64, epochs=1,
-              validation_data=([val_users, val_movies], val_ratings))
+    class Doubled(DotProductBias):
+        def score(self, users, movies, training=True):
+            z, backward = super().score(users, movies, training)
+            return 2 * z, lambda dz: backward(2 * dz)
 
-and the maths is reachable without the loop (cs231n style)::
-
-    loss, grads = model.loss_and_grads([users, movies], ratings, training=True)
-
-A whole-model kernel may be registered for an *exact* class with ``fused_kernel`` (below each
-class): a subclass never inherits it, and ``runners.py`` checks it against the layers first.
+A whole-model kernel is registered for an *exact* class with ``runners.fused_kernel`` (below
+each class): a subclass never inherits it, and ``runners.py`` checks it against the layers first.
 """
 import numpy as np
 
 from . import checks
-from .layers import Concat, Dense, Dot, Dropout, ReLU, SigmoidRange
+from .activations import Dropout, ReLU, SigmoidRange
+from .layers import Concat, Dense, Dot, Offset
 from .model import Model
-
-FUSED_KERNELS = {}  # exact class -> {backend: (kernel module, adapter)}
-
-
-def fused_kernel(cls, backend, module, adapter):
-    """Register a whole-model kernel for ``cls`` and no other class: ``module`` (imported on first
-    use) trains it; ``adapter(model)`` names the parameters the kernel's maths calls u, m, ..."""
-    FUSED_KERNELS.setdefault(cls, {})[backend] = (module, adapter)
+from .registry import register
+from .runners import fused_kernel
 
 
-def squash_layer(y_range):
-    return SigmoidRange(*y_range) if y_range is not None else None
+def unchanged(d):
+    return d
 
 
-class DotProduct(Model):
+class Recommender(Model):
+    """The built-in models' shape, three steps, each a method returning (value, backward) —
+    the backward a closure made beside the forward it undoes, as in micrograd:
+
+        z = score(users, movies)       u_i · m_j, or the neural net's output
+        z = biases(z, users, movies)   z + b_i + b_j, or z as it is
+        r̂ = output(z)                  lo + span·σ(z) under a ``y_range``, else z
+
+    ``forward`` runs them in order and keeps their backwards; ``backward`` runs those in reverse.
+    """
+    squash = None  # a SigmoidRange, where the model has a y_range
+
+    def forward(self, users, movies, training=True):
+        z, back_score = self.score(users, movies, training)
+        z, back_biases = self.biases(z, users, movies)
+        pred, back_output = self.output(z)
+        self.backward_steps = (back_output, back_biases, back_score)
+        return pred
+
+    def backward(self, dpred):
+        d = dpred
+        for step in self.backward_steps:
+            d = step(d)
+
+    def score(self, users, movies, training=True):
+        raise NotImplementedError(f"{type(self).__name__} must define score(users, movies, training)")
+
+    def biases(self, z, users, movies):
+        """No biases: z as it is."""
+        return z, unchanged
+
+    def output(self, z):
+        """r̂ = lo + span·σ(z) (``activations.SigmoidRange``) with a y_range, else r̂ = z."""
+        if self.squash is None:
+            return z, unchanged
+        return self.squash.forward(z), self.squash.backward
+
+
+def y_range_of(model, y_range):
+    """Keep ``y_range`` as a tuple and give the model its SigmoidRange (or none)."""
+    model.y_range = tuple(float(v) for v in y_range) if y_range is not None else None
+    model.squash = SigmoidRange(*model.y_range) if y_range is not None else None
+
+
+@register("dot", title="dot product")
+class DotProduct(Recommender):
     """r̂ = u_i · m_j: one F-vector per user and per movie (the notebook's first model).
 
     Parameters: user_embedding.W (U, F), movie_embedding.W (M, F), both with L2 ``l2``.
@@ -54,21 +92,20 @@ class DotProduct(Model):
     def __init__(self, n_users, n_movies, n_factors=50, l2=1e-4, dtype=np.float32, seed=None,
                  backend=None):
         super().__init__(n_users, n_movies, n_factors, dtype, seed, backend)
-        self.l2, self.y_range, self.squash = float(l2), None, None
+        self.l2 = float(l2)
         self.user = self.embedding("user_embedding", self.n_users, self.n_factors, l2, "user")
         self.movie = self.embedding("movie_embedding", self.n_movies, self.n_factors, l2, "movie")
         self.dot = Dot()
 
-    def forward(self, users, movies, training=True):
-        return self.dot.forward(self.user.forward(users), self.movie.forward(movies))
+    def score(self, users, movies, training=True):
+        """z = u_i · m_j"""
+        z = self.dot.forward(self.user.forward(users), self.movie.forward(movies))
 
-    def backward(self, dpred):
-        du, dm = self.dot.backward(dpred)
-        self.user.backward(du)
-        self.movie.backward(dm)
-
-    def config(self):
-        return {**super().config(), "l2": self.l2}
+        def backward(dz):
+            du, dm = self.dot.backward(dz)
+            self.user.backward(du)
+            self.movie.backward(dm)
+        return z, backward
 
 
 def dot_adapter(model):
@@ -79,8 +116,9 @@ def dot_adapter(model):
 fused_kernel(DotProduct, "numba", "numba_mf", dot_adapter)
 
 
+@register("bias", title="dot product + biases")
 class DotProductBias(DotProduct):
-    """r̂ = u_i · m_j + b_i + b_j, optionally squashed into ``y_range`` (``layers.SigmoidRange``).
+    """r̂ = u_i · m_j + b_i + b_j, optionally squashed into ``y_range`` (``SigmoidRange``).
 
     Adds user_bias.W (U, 1) and movie_bias.W (M, 1), not regularised (as in the notebook).
     ``y_range=(0, 5.5)`` is fastai's trick: predictions can never leave the rating scale.
@@ -91,22 +129,17 @@ class DotProductBias(DotProduct):
         super().__init__(n_users, n_movies, n_factors, l2, dtype, seed, backend)
         self.user_bias = self.embedding("user_bias", self.n_users, 1, 0.0, "user")
         self.movie_bias = self.embedding("movie_bias", self.n_movies, 1, 0.0, "movie")
-        self.squash = squash_layer(y_range)
-        self.y_range = tuple(float(v) for v in y_range) if y_range is not None else None
+        y_range_of(self, y_range)
 
-    def forward(self, users, movies, training=True):
-        z = (self.dot.forward(self.user.forward(users), self.movie.forward(movies))
-             + self.user_bias.forward(users)[:, 0] + self.movie_bias.forward(movies)[:, 0])
-        return self.squash.forward(z) if self.squash else z
+    def biases(self, z, users, movies):
+        """z + b_i + b_j"""
+        z = z + self.user_bias.forward(users)[:, 0] + self.movie_bias.forward(movies)[:, 0]
 
-    def backward(self, dpred):
-        dz = self.squash.backward(dpred) if self.squash else dpred
-        super().backward(dz)
-        self.user_bias.backward(dz[:, None])
-        self.movie_bias.backward(dz[:, None])
-
-    def config(self):
-        return {**super().config(), "y_range": self.y_range}
+        def backward(dz):
+            self.user_bias.backward(dz[:, None])
+            self.movie_bias.backward(dz[:, None])
+            return dz
+        return z, backward
 
 
 def bias_adapter(model):
@@ -118,7 +151,8 @@ def bias_adapter(model):
 fused_kernel(DotProductBias, "numba", "numba_mf", bias_adapter)
 
 
-class NeuralNet(Model):
+@register("nn", title="neural net")
+class NeuralNet(Recommender):
     """r̂ = W2ᵀ · drop₂(relu(W1ᵀ · drop₁([u_i, m_j]) + c1)) + c2   (the notebook's third model).
 
     Shapes: [u_i, m_j] (N, 2F) -> dense_1 (2F, H) -> relu -> dense_2 (H, 1) -> r̂ (N,).
@@ -135,34 +169,29 @@ class NeuralNet(Model):
         self.user = self.embedding("user_embedding", self.n_users, self.n_factors, l2, "user")
         self.movie = self.embedding("movie_embedding", self.n_movies, self.n_factors, l2, "movie")
         kw = dict(rng=self.init_rng, dtype=self.dtype, xp=self.xp)
-        self.layers["dense_1"] = self.dense_1 = Dense(2 * self.n_factors, self.hidden, **kw)
-        self.layers["dense_2"] = self.dense_2 = Dense(self.hidden, 1, **kw)
+        self.dense_1 = Dense(2 * self.n_factors, self.hidden, **kw)
+        self.dense_2 = Dense(self.hidden, 1, **kw)
         self.concat, self.relu = Concat(), ReLU()
         self.drop_1 = Dropout(self.dropout[0], rng=self.dropout_rng)
         self.drop_2 = Dropout(self.dropout[1], rng=self.dropout_rng)
-        self.squash = squash_layer(y_range)
-        self.y_range = tuple(float(v) for v in y_range) if y_range is not None else None
+        y_range_of(self, y_range)
 
-    def forward(self, users, movies, training=True):
+    def score(self, users, movies, training=True):
+        """z = W2ᵀ · drop₂(relu(W1ᵀ · drop₁([u_i, m_j]) + c1)) + c2"""
         x = self.concat.forward(self.user.forward(users), self.movie.forward(movies))
         x = self.drop_1.forward(x, training)
         h = self.relu.forward(self.dense_1.forward(x))
         h = self.drop_2.forward(h, training)
         z = self.dense_2.forward(h)[:, 0]
-        return self.squash.forward(z) if self.squash else z
 
-    def backward(self, dpred):
-        dz = self.squash.backward(dpred) if self.squash else dpred
-        dh = self.dense_2.backward(dz[:, None])
-        dh = self.relu.backward(self.drop_2.backward(dh))
-        dx = self.drop_1.backward(self.dense_1.backward(dh))
-        du, dm = self.concat.backward(dx)
-        self.user.backward(du)
-        self.movie.backward(dm)
-
-    def config(self):
-        return {**super().config(), "hidden": self.hidden, "l2": self.l2,
-                "dropout": list(self.dropout), "y_range": self.y_range}
+        def backward(dz):
+            dh = self.dense_2.backward(dz[:, None])
+            dh = self.relu.backward(self.drop_2.backward(dh))
+            dx = self.drop_1.backward(self.dense_1.backward(dh))
+            du, dm = self.concat.backward(dx)
+            self.user.backward(du)
+            self.movie.backward(dm)
+        return z, backward
 
 
 def nn_adapter(model):
@@ -175,7 +204,61 @@ def nn_adapter(model):
 
 fused_kernel(NeuralNet, "numba", "numba_nn", nn_adapter)
 
-# The model kinds, by the short names the CLI, lesson4, the benchmarks and saved weights use.
-KINDS = {"dot": DotProduct, "bias": DotProductBias, "nn": NeuralNet}
-TITLES = {"dot": "dot product", "bias": "dot product + biases", "nn": "neural net"}
-CLASSES = {cls.__name__: cls for cls in KINDS.values()}
+
+def rated_by(users, movies, n_users):
+    """Each user's bag of the movies they rated, as CSR ``(offsets, movie ids)`` (N(i) of
+    SVD++), from training ratings' user and movie indices."""
+    users, movies = np.asarray(users, np.int64), np.asarray(movies, np.int64)
+    width = int(movies.max(initial=0)) + 1
+    pairs = np.unique(users * width + movies)  # each (user, movie) once, sorted by user
+    u, m = pairs // width, pairs % width
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(u, minlength=n_users))])
+    return offsets.astype(np.int64), m.astype(np.int64)
+
+
+@register("svdpp", title="SVD++")
+class SVDpp(DotProductBias):
+    """SVD++ (Koren 2008): r̂ = μ + b_i + b_j + m_j · (u_i + |N(i)|^-½ Σ_{k ∈ N(i)} y_k),
+    where N(i) is the set of movies user i rated in training: *which* movies a user chose to
+    rate says something about their taste, whatever the ratings were.
+
+    Adds implicit.W (M, F), the y_k, read through each user's bag (``layers.EmbeddingBag``,
+    ``mode="sqrt"``) with L2 ``l2``, and offset.b, the learned μ (starting at ``global_mean``).
+    ``bags`` is N(i) as CSR (``rated_by``); ``SVDpp.for_data`` builds it from training ratings.
+    Built from the layers alone: no kernel code.
+    """
+    not_in_config = ("bags",)  # saved with the weights, as the implicit layer's buffers
+
+    def __init__(self, n_users, n_movies, n_factors=50, l2=1e-4, y_range=None, bags=None,
+                 global_mean=0.0, dtype=np.float32, seed=None, backend=None):
+        super().__init__(n_users, n_movies, n_factors, l2, y_range, dtype, seed, backend)
+        if bags is None:  # everyone's bag empty; a weights file brings the real ones
+            bags = (np.zeros(self.n_users + 1, np.int64), np.zeros(0, np.int64))
+        if len(bags[0]) != self.n_users + 1:
+            raise ValueError(f"SVD++ needs one bag per user ({self.n_users}), got {len(bags[0]) - 1}")
+        self.implicit = self.bag("implicit", self.n_movies, self.n_factors, bags, l2, "user", "movie")
+        self.global_mean = float(global_mean)
+        self.offset = Offset(self.global_mean, self.dtype, self.xp)
+
+    @classmethod
+    def for_data(cls, n_users, n_movies, train, **kwargs):
+        """SVD++ for training ratings ``train``: N(i) from them, μ starting at their mean."""
+        kwargs.setdefault("global_mean", float(np.mean(train.y)))
+        return cls(n_users, n_movies, bags=rated_by(train.user, train.movie, n_users), **kwargs)
+
+    def score(self, users, movies, training=True):
+        """z = m_j · (u_i + |N(i)|^-½ Σ_{k ∈ N(i)} y_k)"""
+        p = self.user.forward(users) + self.implicit.forward(users)
+        z = self.dot.forward(p, self.movie.forward(movies))
+
+        def backward(dz):
+            dp, dm = self.dot.backward(dz)
+            self.user.backward(dp)
+            self.implicit.backward(dp)
+            self.movie.backward(dm)
+        return z, backward
+
+    def biases(self, z, users, movies):
+        """z + b_i + b_j + μ"""
+        z, back_biases = super().biases(z, users, movies)
+        return self.offset.forward(z), lambda dz: back_biases(self.offset.backward(dz))

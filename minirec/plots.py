@@ -1,12 +1,15 @@
 """Pictures: loss curves, the learning-rate finder and the movie map.
 
 Each function draws with matplotlib (the ``plot`` extra), writes a PNG when given a path (whole
-or not at all, ``weights.atomic_write``), shows the picture inline when it runs in Jupyter, and
+or not at all, ``files.atomic_write``), shows the picture inline when it runs in Jupyter, and
 returns the path.
 """
 import sys
 
 import numpy as np
+
+from .analysis import movie_components
+from .files import atomic_write
 
 
 def pyplot():
@@ -31,7 +34,6 @@ def finish(fig, path):
     plt = pyplot()
     try:
         if path is not None:
-            from .weights import atomic_write
             path = str(atomic_write(path, lambda f: fig.savefig(f, format="png")))
         if in_jupyter():
             from IPython.display import display
@@ -86,7 +88,6 @@ def plot_lr_find(finder, path=None):
 def plot_movie_map(model, ds, path=None, components=(0, 1), among=2000, labels=40):
     """Scatter the most-rated movies on two principal components of their embeddings and label
     the ``labels`` most rated ones whose labels do not overlap."""
-    from .analysis import movie_components
     plt = pyplot()
     result, movies, _ = movie_components(model, ds, max(components) + 1, among)
     x, y = result.scores[:, components[0]], result.scores[:, components[1]]

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import checks
 from .backend import to_numpy
+from .plots import plot_history
 from .runners import Batches, runner_for
 
 
@@ -52,7 +53,6 @@ class History:
     def plot(self, path=None, title="training"):
         """Loss and val_loss per epoch (and the rate per batch after a schedule); a PNG at
         ``path`` if given, inline in Jupyter (needs matplotlib)."""
-        from .plots import plot_history
         return plot_history(self, path, title)
 
     def __repr__(self):

@@ -1,107 +1,194 @@
-"""Saving and loading weights — files that know what their rows mean — and writing any output
-file whole or not at all.
+"""Saving and loading weights — files that know what their rows mean — checked before use.
 
-A weights file is a ``.npz``: one array per parameter (``"user_embedding.W"``, ...) and
-``__config__``, a JSON record of the model (class, constructor arguments, dtype) and, when the
-data set is given to ``save_weights``, of what it was trained on: the data set's name and a
-fingerprint of its ratings, the split (seed and training fraction), and the user and movie ids
-in row order (``__user_ids__``, ``__movie_ids__``). ``model_from_weights(path, ds)`` rebuilds
-the model and lines its rows up with ``ds``: the same ids in another order are remapped; ids
-that differ are refused, naming the difference. Files written before this record existed load
-with a warning that says what cannot be checked.
+A weights file is a ``.npz``: one array per parameter (``"user_embedding.W"``, ...), the
+buffers some layers need besides their weights (``"__buffer__/implicit.offsets"``: the bags of
+an ``EmbeddingBag``), and ``__config__``, a JSON record of the model (class, constructor
+arguments, dtype) and, when the data set is given to ``save_weights``, of what it was trained
+on: the data set's name, a fingerprint of its ratings and how duplicates were kept, the split
+(seed and training fraction), and the user and movie ids in row order (``__user_ids__``,
+``__movie_ids__``).
 
-``atomic_write`` is the one way minirec writes a file (weights, JSON, PNG): into a temporary
-file in the same folder, flushed to disk, then renamed over the target, so a crash or Ctrl-C
-leaves the old file or the new one, never half of one.
+``read_weights`` is the one reader, and trusts nothing: the file must be a zip of ``.npy``
+arrays whose headers declare shapes and dtypes that fit in the bytes actually stored (so a
+damaged header cannot make minirec allocate terabytes), the record must be a JSON object of
+the documented fields, the ids whole, distinct numbers, and every weight finite. Anything else
+is refused with the file and what is wrong named. ``load_weights`` also compares the record
+with the model it loads into and refuses a difference in any setting, naming both values.
+``model_from_weights(path, ds)`` rebuilds the model by its class name (``registry.py``) and
+lines its rows up with ``ds``: the same ids in another order are remapped; ids that differ are
+refused, naming the difference.
 """
 import json
-import os
-import tempfile
+import math
 import warnings
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import registry
 from .backend import to_numpy
+from .files import atomic_write
 
-FORMAT = 2  # 1: weights and config only (minirec 0.1); 2: also the data, split and ids
+FORMAT = 3  # 1: weights and config; 2: also the data, split and ids; 3: also layer buffers
+BUFFER = "__buffer__/"
+IDS = ("__user_ids__", "__movie_ids__")
 
 
 class WeightsError(ValueError):
     """A weights file that cannot be read or does not fit; the message names the file."""
 
 
-def atomic_write(path, write):
-    """Call ``write(file)`` on a binary temporary file beside ``path``, then rename it to
-    ``path``. The file gets ordinary permissions (0666 less the umask, as ``open`` gives)."""
-    path = Path(os.fspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as e:  # name the file the user asked for, not the temporary one
-        raise OSError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename == tmp:
-            raise OSError(f"cannot write {path}: {e.strerror}") from None
-        raise
-    return path
-
-
-def save_weights(model, path, data=None, seed=None, train_fraction=None):
+def save_weights(model, path, data=None, seed=None, train_fraction=0.8):
     """Write every weight and the model's record to ``path`` (``.npz``), atomically. With
-    ``data`` (a ``MovieLens``), also what the rows index and which split trained them."""
+    ``data`` (a ``MovieLens``), also what the rows index and, with ``seed``, which split
+    (``data.split(train_fraction, seed)``) trained them."""
     arrays = {name: to_numpy(p) for name, p in model.params.items()}
+    for ln, layer in model.layers.items():
+        for bn, b in getattr(layer, "buffers", {}).items():
+            arrays[f"{BUFFER}{ln}.{bn}"] = to_numpy(b)
     record = {"format": FORMAT, **model.config(), "dtype": str(model.dtype)}
     if data is not None:
         record["data"] = {"name": data.name, "n_ratings": len(data),
-                          "ratings_sha256": data.fingerprint()}
-        arrays["__user_ids__"] = np.asarray(data.user_ids, np.int64)
-        arrays["__movie_ids__"] = np.asarray(data.movie_ids, np.int64)
+                          "ratings_sha256": data.fingerprint(),
+                          "duplicates": getattr(data, "duplicates", "all")}
+        arrays[IDS[0]] = np.asarray(data.user_ids, np.int64)
+        arrays[IDS[1]] = np.asarray(data.movie_ids, np.int64)
     if seed is not None:
         record["split"] = {"seed": int(seed), "train_fraction": float(train_fraction)}
     arrays["__config__"] = np.array(json.dumps(record))
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+# ----- reading, trusting nothing ---------------------------------------------------------------
+
 def read_weights(path):
-    """(parameter arrays, record, stored ids or None) from a weights file; anything that is not
-    one is refused with the file named."""
+    """(parameter arrays, buffers, record or None, stored ids or None) from a weights file."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise WeightsError(f"{path} is a single .npy array, not a weights file")
-            arrays = {k: data[k] for k in data.files}
+        with open(path, "rb") as f:
+            head = f.read(6)
     except FileNotFoundError:
         raise WeightsError(f"no weights file at {path}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except OSError as e:
+        raise WeightsError(f"cannot read {path}: {e.strerror}") from None
+    if head == b"\x93NUMPY":
+        raise WeightsError(f"{path} is a single .npy array, not a weights file (.npz)")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                arrays[info.filename[:-4]] = read_member(z, info, path)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as e:
         if isinstance(e, WeightsError):
             raise
         raise WeightsError(f"{path} is not a minirec weights file (empty, truncated or another "
                            f"format: {type(e).__name__})") from None
+    record = read_record(arrays.pop("__config__", None), path)
+    ids = [arrays.pop(k, None) for k in IDS]
+    buffers = {k[len(BUFFER):]: arrays.pop(k) for k in list(arrays) if k.startswith(BUFFER)}
+    for name, a in arrays.items():
+        if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
+            raise WeightsError(f"{path}: {name} holds {a.dtype} numbers; weights are float32 or float64")
+        if not np.isfinite(a).all():
+            raise WeightsError(f"{path}: {name} holds NaN or infinite weights (saved from a model "
+                               "that diverged?); refusing to load them")
+    if (ids[0] is None) != (ids[1] is None):
+        raise WeightsError(f"{path} holds {'__user_ids__' if ids[1] is None else '__movie_ids__'} "
+                           "without the other")
+    if ids[0] is not None:
+        for field, a in zip(IDS, ids):
+            check_ids(a, field, path)
+        if record is not None:
+            for field, a, n in zip(IDS, ids, ("n_users", "n_movies")):
+                if n in record and len(a) != record[n]:
+                    raise WeightsError(f"{path}: {field} has {len(a):,} ids but the config says "
+                                       f"{n} = {record[n]:,}")
+    return arrays, buffers, record, None if ids[0] is None else ids
+
+
+def read_member(z, info, path):
+    """One ``.npy`` member of the zip, after checking that the shape and dtype its header
+    declares fit in the bytes it holds (no allocation on a header's word alone)."""
+    if not info.filename.endswith(".npy"):
+        raise WeightsError(f"{path}: member {info.filename} is not a .npy array")
+    with z.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        if dtype.hasobject:
+            raise WeightsError(f"{path}: {info.filename[:-4]} holds Python objects; refusing it")
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > info.file_size:
+            raise WeightsError(f"{path}: {info.filename[:-4]} declares shape {shape} of {dtype} "
+                               f"({declared:,} bytes) but the file holds {info.file_size:,}: damaged")
+        data = f.read(declared)
+    if len(data) != declared:
+        raise WeightsError(f"{path}: {info.filename[:-4]} is cut short")
+    a = np.frombuffer(data, dtype=dtype)
+    return a.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def read_record(array, path):
+    """The ``__config__`` record as a checked dict, or None for a file that has none."""
+    if array is None:
+        return None
     try:
-        record = json.loads(str(arrays.pop("__config__"))) if "__config__" in arrays else None
+        record = json.loads(str(array[()]) if array.ndim == 0 else "")
     except ValueError:
         raise WeightsError(f"{path}: its __config__ record is not valid JSON") from None
-    ids = [arrays.pop(k, None) for k in ("__user_ids__", "__movie_ids__")]
-    return arrays, record, None if ids[0] is None else ids
+    if not isinstance(record, dict):
+        raise WeightsError(f"{path}: its __config__ record is JSON but not an object of settings")
+    fmt = record.get("format", 1)
+    if fmt not in (1, 2, 3):
+        raise WeightsError(f"{path} has format {fmt!r}; this minirec reads formats 1 to {FORMAT} "
+                           "(a newer minirec wrote it?)")
+    for field in ("class", "n_users", "n_movies", "n_factors"):
+        if field not in record:
+            raise WeightsError(f"{path}: its __config__ record has no {field!r}")
+    if not isinstance(record["class"], str):
+        raise WeightsError(f"{path}: its record's class is {record['class']!r}, not a class name")
+    for field in ("n_users", "n_movies", "n_factors"):
+        v = record[field]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise WeightsError(f"{path}: its record's {field} is {v!r}, not a whole number >= 1")
+    check_fields(record.get("data"), {"name": str, "n_ratings": int, "ratings_sha256": str},
+                 "data", path)
+    check_fields(record.get("split"), {"seed": int, "train_fraction": (int, float)}, "split", path)
+    if "split" in record and not 0 < record["split"]["train_fraction"] < 1:
+        raise WeightsError(f"{path}: its split's train_fraction is "
+                           f"{record['split']['train_fraction']!r}, not a number in (0, 1)")
+    return record
+
+
+def check_fields(value, fields, what, path):
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise WeightsError(f"{path}: its {what} record is {value!r}, not an object")
+    for field, kind in fields.items():
+        if field not in value:
+            raise WeightsError(f"{path}: its {what} record has no {field!r}")
+        if isinstance(value[field], bool) or not isinstance(value[field], kind):
+            raise WeightsError(f"{path}: its {what} record's {field} is {value[field]!r}")
+
+
+def check_ids(a, field, path):
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise WeightsError(f"{path}: {field} must be a 1-D array of whole-number ids, got "
+                           f"{a.dtype} of shape {a.shape}")
+    if len(np.unique(a)) != len(a):
+        raise WeightsError(f"{path}: {field} repeats ids, so two rows would claim one id")
+
+
+# ----- loading into a model -------------------------------------------------------------------
+
+SETTINGS_NOT_COMPARED = ("format", "data", "split", "dtype")
 
 
 def load_weights(model, path):
-    """Copy a file's weights into ``model``; every name and shape is checked first, so a refused
-    file leaves the model as it was."""
-    arrays, _, _ = read_weights(path)
+    """Copy a file's weights into ``model``; names, shapes and settings are checked first, so a
+    refused file leaves the model as it was."""
+    arrays, buffers, record, _ = read_weights(path)
     mine = model.params
     if set(arrays) != set(mine):
         raise WeightsError(f"weights file {path} holds {sorted(arrays)}, but this "
@@ -110,43 +197,80 @@ def load_weights(model, path):
         if tuple(arrays[name].shape) != tuple(p.shape):
             raise WeightsError(f"weights file {path}: {name} has shape {tuple(arrays[name].shape)}"
                                f" but this model's {name} has shape {tuple(p.shape)}")
+    if record is not None:
+        ours = {k: v for k, v in model.config().items() if k not in SETTINGS_NOT_COMPARED}
+        for key in sorted(set(ours) | set(record) - set(SETTINGS_NOT_COMPARED)):
+            if normal(record.get(key)) != normal(ours.get(key)):
+                raise WeightsError(f"{path} was saved from a model with {key} = "
+                                   f"{record.get(key)!r}, but this {type(model).__name__} has "
+                                   f"{key} = {ours.get(key)!r}; build the model with the same "
+                                   "settings (or use model_from_weights)")
+    layer_buffers = {f"{ln}.{bn}" for ln, layer in model.layers.items()
+                     for bn in getattr(layer, "buffers", {})}
+    if layer_buffers != set(buffers) and (buffers or record is None or record.get("format", 1) >= 3):
+        raise WeightsError(f"weights file {path} holds buffers {sorted(buffers)}, but this model's "
+                           f"layers keep {sorted(layer_buffers)}")
+    for ln, layer in model.layers.items():
+        names = [b for b in buffers if b.startswith(ln + ".")]
+        if names:
+            try:
+                layer.load_buffers({b[len(ln) + 1:]: buffers[b] for b in names})
+            except (ValueError, KeyError) as e:
+                raise WeightsError(f"{path}: the buffers of {ln} are damaged ({e})") from None
     model.set_params(arrays)
     return model
+
+
+def normal(value):
+    """A setting as JSON keeps it (tuples as lists), for comparing a record with a model."""
+    return json.loads(json.dumps(value))
+
+
+def largest_dimension(arrays, buffers):
+    return max([max(a.shape, default=1) for a in (*arrays.values(), *buffers.values())] or [1])
 
 
 def model_from_weights(path, ds=None, backend=None):
     """Build the model a ``save_weights`` file describes, load it, and — with a data set ``ds``
     — line its rows up with ``ds``'s indices (see ``align``). ``model.trained_on`` keeps the
     file's record of its data and split (``{}`` for a file that has none)."""
-    from .models import CLASSES
-    _, record, ids = read_weights(path)
+    arrays, buffers, record, ids = read_weights(path)
     if record is None:
         raise WeightsError(f"{path} was not written by minirec's save_weights (no config)")
+    cls = registry.class_named(record["class"])
+    if cls is None:
+        raise WeightsError(f"{path} describes a model class {record['class']!r} that is not "
+                           f"registered (minirec knows {', '.join(c.__name__ for c in registry.KINDS.values())});"
+                           " import the module that defines it, decorated with @minirec.register")
+    biggest = largest_dimension(arrays, buffers)
+    for key, value in record.items():  # no constructor may allocate more than the file holds
+        if isinstance(value, int) and not isinstance(value, bool) and value > biggest:
+            raise WeightsError(f"{path}: its record says {key} = {value:,}, more than any array in "
+                               f"the file holds ({biggest:,}): the record is damaged")
     kwargs = {k: v for k, v in record.items() if k not in ("class", "format", "data", "split")}
-    if record.get("class") not in CLASSES:
-        raise WeightsError(f"{path} describes a model class {record.get('class')!r}; minirec "
-                           f"knows {', '.join(CLASSES)}")
     try:
-        model = CLASSES[record["class"]](backend=backend, **kwargs)
+        model = cls(backend=backend, **kwargs)
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{path}: its config does not build a {record['class']} ({e})") from None
     load_weights(model, path)
     model.trained_on = {k: record[k] for k in ("data", "split") if k in record}
     if ds is not None:
-        align(model, path, ds, ids)
+        align(model, path, ds, ids, record.get("format", 1))
     return model
 
 
-def align(model, path, ds, ids):
+def align(model, path, ds, ids, fmt=FORMAT):
     """Make ``model``'s rows follow ``ds``'s indices. The same ids in another order (the same
     ratings sorted by time, say) are remapped row by row; different ids are refused."""
     if ids is None:
         if (model.n_users, model.n_movies) != (ds.n_users, ds.n_movies):
             raise WeightsError(f"{path} was trained on {model.n_users} users and {model.n_movies} "
                                f"movies, but {ds.name} has {ds.n_users} and {ds.n_movies}")
-        warnings.warn(f"{path} was written by an older minirec and does not record the ids, data "
-                      "set or split it was trained on: minirec cannot check that it belongs to "
-                      f"{ds.name}, and takes its rows to be in {ds.name}'s order", stacklevel=3)
+        why = ("was written by an older minirec" if fmt < 2 else
+               "was saved without data= (save_weights(path, data=ds, seed=...) records it)")
+        warnings.warn(f"{path} {why}, so it does not record the ids it was trained on: minirec "
+                      f"cannot check that it belongs to {ds.name}, and takes its rows to be in "
+                      f"{ds.name}'s order", stacklevel=3)
         return
     for what, stored, current in (("user", ids[0], ds.user_ids), ("movie", ids[1], ds.movie_ids)):
         current = np.asarray(current, np.int64)
@@ -162,11 +286,22 @@ def align(model, path, ds, ids):
             raise WeightsError(f"{path} was trained on {len(stored):,} {what}s and {ds.name} has "
                                f"{len(current):,}: " + "; ".join(differences))
         order = pd.Index(stored).get_indexer(current)  # row of the weights for each ds index
-        for name, reads in model.lookups.items():
-            if reads == what:
-                p = model.params[name]
-                p[...] = p[model.xp.asarray(order)]
+        remap_rows(model, what, order)
+
+
+def remap_rows(model, what, order):
+    """Reorder every table that reads the ``what`` input (and the bags of a bag table)."""
+    for name, reads in model.lookups.items():
+        if reads == what:  # a table looked up by the ``what`` input: its rows follow the ids
+            p = model.params[name]
+            p[...] = p[model.xp.asarray(order)]
+    for layer in model.layers.values():  # bags: their owners, or the rows they hold, follow
+        if getattr(layer, "bag_owner", None) == what:
+            layer.reorder(owners=order)
+        if getattr(layer, "row_kind", None) == what:
+            layer.reorder(rows=order)
 
 
 def example(ids):
     return f" (ids {', '.join(map(str, ids[:3]))}{', ...' if len(ids) > 3 else ''})" if len(ids) else ""
+

@@ -259,7 +259,7 @@ def test_two_threads_give_the_same_numbers_as_one(kind, lazy):
     enough (2,000 x 40 entries) for the threaded step to run."""
     pytest.importorskip("numba")
     from minirec.kernels.numba_adam import PARALLEL_ABOVE
-    from minirec.models import KINDS
+    from minirec.registry import KINDS
     rng = np.random.default_rng(0)
     users, movies = rng.integers(0, 50, 3000), rng.integers(0, 2000, 3000)
     y = rng.integers(1, 11, 3000) / 2

@@ -9,7 +9,7 @@ import pytest
 
 from minirec import Adam, DotProduct, DotProductBias, NeuralNet
 from minirec.backend import compiled, cupy_available, to_numpy
-from minirec.losses import L2, BalancedL2
+from minirec.losses import L2, BalancedL2, touch_counts
 from minirec.optim import AdamStep, adam_update
 from minirec.runners import Batches, FusedRunner, LayerRunner, training_regularisers
 
@@ -50,7 +50,7 @@ def test_per_table_dense_adam():
 def test_per_table_lazy_adam_with_the_balanced_l2():
     numba_adam = pytest.importorskip("minirec.kernels.numba_adam", reason="needs numba")
     W, G, m, v = tables(1)
-    reg = BalancedL2(0.3, MOVIES, 5, batch_size=3, dtype=np.float64)
+    reg = BalancedL2(0.3, touch_counts(MOVIES, 5), len(MOVIES), batch_size=3, dtype=np.float64)
     rows = np.unique(MOVIES[:4])  # 0, 1, 4: rows 2 and 3 must not move
     opt = Adam(0.01, lazy=True)
     opt.iterations = 2
@@ -78,7 +78,7 @@ MODELS = [
 @pytest.mark.parametrize("piece, cls, kwargs", MODELS, ids=[m[0] for m in MODELS])
 def test_one_step_of_each_whole_model_kernel(piece, cls, kwargs, lazy):
     pytest.importorskip("numba", reason="needs numba")
-    from minirec.models import FUSED_KERNELS
+    from minirec.runners import FUSED_KERNELS
     after = []
     for backend in ("numpy", "numba"):
         model = cls(4, 5, n_factors=3, l2=0.05, dtype=np.float64, seed=1, backend=backend, **kwargs)
@@ -108,7 +108,7 @@ def test_the_gpu_compiles_the_same_equations():
     got = compiled(adam_update, cupy, AdamStep)(*(cupy.asarray(a) for a in (W, G, m, v)), k)
     for name, a, b in zip("wmv", ref, got):
         close("cupy.fuse(adam_update)", name, a, b)
-    from minirec.layers import sigmoid_range
+    from minirec.activations import sigmoid_range
     z = np.linspace(-4, 4, 9)
     for a, b in zip(sigmoid_range(z, 0.5, 4.5), compiled(sigmoid_range, cupy)(cupy.asarray(z), 0.5, 4.5)):
         close("cupy.fuse(sigmoid_range)", "r̂, σ", a, b)

@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minirec.layers import (Concat, Dense, Dot, Dropout, Embedding, ReLU, SigmoidRange,
-                            sigmoid_range)
+from minirec.activations import Dropout, ReLU, SigmoidRange, sigmoid_range
+from minirec.layers import Concat, Dense, Dot, Embedding
 
 small = st.integers(1, 4)
 finite = st.floats(-3, 3, allow_nan=False, width=64)
@@ -110,4 +110,4 @@ def test_sigmoid_range_refuses_an_empty_range():
 def test_embedding_has_no_regulariser_of_its_own():
     """L2 lives in losses.L2 and is attached by the model; the layer is a plain lookup."""
     layer = Embedding(3, 2, dtype=np.float64)
-    assert set(vars(layer)) <= {"params", "grads", "idx"}
+    assert set(vars(layer)) <= {"params", "grads", "idx", "dW", "written"}

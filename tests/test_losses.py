@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minirec.losses import L2, BalancedL2, mse
+from minirec.losses import L2, BalancedL2, mse, touch_counts
 
 
 def test_mse_and_its_gradient_by_hand():
@@ -30,7 +30,7 @@ def test_balanced_l2_weights_each_row_by_one_over_its_batch_probability():
     p_k = 1 - (1 - c_k/N)^B:  p_0 = 1 - (1/2)^2 = 3/4,  p_1 = 1 - (5/6)^2 = 11/36,
     p_2 = 1 - (2/3)^2 = 5/9; an unseen row keeps the plain 2λ."""
     ids = np.array([0, 0, 0, 1, 2, 2])
-    reg = BalancedL2(0.1, ids, n_rows=4, batch_size=2, dtype=np.float64)
+    reg = BalancedL2(0.1, touch_counts(ids, 4), len(ids), batch_size=2, dtype=np.float64)
     W = np.ones((4, 3))
     expected = 2 * 0.1 * np.array([4 / 3, 36 / 11, 9 / 5, 1.0])
     np.testing.assert_allclose(reg.coefficients(W), expected, rtol=1e-12)
@@ -43,7 +43,7 @@ def test_balanced_l2_matches_the_keras_gradient_in_expectation():
     about what Keras's dense 2λW gives it at every batch (the point of the weighting)."""
     rng = np.random.default_rng(0)
     ids = rng.choice(20, size=4000, p=np.arange(1, 21) / 210)
-    reg, batch = BalancedL2(0.1, ids, 20, 16, np.float64), 16
+    reg, batch = BalancedL2(0.1, touch_counts(ids, 20), len(ids), 16, np.float64), 16
     seen = np.zeros(20)
     for _ in range(20):
         order = rng.permutation(ids)

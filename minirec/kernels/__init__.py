@@ -1,5 +1,6 @@
 """Compiled pieces of training: the same maths as the layers and ``optim.adam_update``, in loops.
 
+``numba_ops`` holds the layers' slow operations (scatter-add, bag sums) as loops;
 ``numba_adam`` holds Adam for one table at a time (every row, or the rows a batch saw), used
 for any model on the numba backend. ``numba_mf`` and ``numba_nn`` are whole-model kernels, each
 registered for one exact class in ``models.py`` and checked against that class's layers before
@@ -20,7 +21,8 @@ from pathlib import Path
 import numba
 
 PACKAGE = Path(__file__).resolve().parent.parent
-SOURCES = [PACKAGE / "optim.py", PACKAGE / "layers.py", *sorted(Path(__file__).parent.glob("*.py"))]
+SOURCES = [PACKAGE / "optim.py", PACKAGE / "layers.py", PACKAGE / "activations.py",
+           PACKAGE / "ops.py", *sorted(Path(__file__).parent.glob("*.py"))]
 
 
 def cache_dir():
@@ -70,3 +72,8 @@ def use_threads(n):
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     return n
+
+
+def available_threads():
+    """The most threads the parallel kernels can use: the threads Numba started with."""
+    return numba.config.NUMBA_NUM_THREADS

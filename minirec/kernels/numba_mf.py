@@ -4,7 +4,7 @@ classes in ``models.py``): a range of batches in one compiled call, no allocatio
 For rating k of a batch, user i = users[k], movie j = movies[k], rating r (the reference's names):
 
     z    = u_i · m_j  (+ b_i + b_j)                   Dot.forward, plus the two bias lookups
-    r̂    = z,  or  lo + span·σ(z)                     layers.sigmoid_range (compiled as written)
+    r̂    = z,  or  lo + span·σ(z)                     activations.sigmoid_range (compiled as written)
     err  = r̂ - r                                      losses.mse
     dz   = err · 2/N   (· span·σ(z)(1-σ(z)))          mse's gradient, SigmoidRange.backward
     g(u_i) += dz · m_j;   g(m_j) += dz · u_i          Dot.backward, Embedding.backward (scatter-add)
@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..layers import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
+from ..activations import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
 from . import jit, use_threads
 from .numba_adam import adam_step_at, adam_steps, l2_factors, step_table, table
 
