@@ -31,7 +31,7 @@ def test_the_lesson4_notebook_runs_top_to_bottom(tmp_path):
     reloaded = re.search(r"reloaded: ([\d.]+) \(before saving: ([\d.]+)\)", text)
     assert reloaded and reloaded.group(1) == reloaded.group(2)
     assert text.count("Epoch 6/6") == 3 and "Epoch 10/10" in text  # every fit cell ran
-    table = [line for line in text.splitlines() if re.match(r"(dot|neural|improved|popularity)", line)]
+    table = [line for line in text.splitlines() if re.match(r"(dot product|neural net|improved|popularity)", line)]
     assert len(table) == 5
     if real:  # the notebook's schedule on the notebook's data lands where minirec lesson4 does
         bias_mse = float(next(l for l in table if l.startswith("dot product + biases")).split()[4])
