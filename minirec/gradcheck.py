@@ -21,10 +21,10 @@ test suite asserts every bound.
 """
 import numpy as np
 
-from .activations import Dropout, ReLU, SigmoidRange
-from .layers import Concat, Dense, Dot, Embedding
+from .activations import Clip, Dropout, ReLU, SigmoidRange
+from .layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Offset
 from .losses import L2, mse
-from .models import DotProduct, DotProductBias, NeuralNet
+from .models import DotProduct, DotProductBias, NeuralNet, SVDpp
 
 SMOOTH_BOUND = 1e-7
 RELU_BOUND = 1e-5
@@ -94,6 +94,48 @@ def check_embedding(seed=0):
     W = layer.params["W"]
     num = numerical_gradient(lambda: float(np.sum(layer.forward(idx) * dout)), W)
     return {"Embedding (dW, repeated ids)": compare("Embedding.W", layer.grads["W"], num, SMOOTH_BOUND)}
+
+
+# Bags of a 5-row table for 4 input rows: row 2's bag is empty, row 3's repeats id 1.
+BAGS = (np.array([0, 3, 4, 4, 7]), np.array([0, 2, 4, 3, 1, 1, 4]))
+
+
+def check_embedding_bag(seed=0):
+    rng = _rng(seed)
+    rows = np.array([0, 3, 3, 2, 1, 0])  # repeated rows, and the empty bag, on purpose
+    out = {}
+    for mode in ("sqrt", "mean", "sum"):
+        layer = EmbeddingBag(5, 3, BAGS, mode=mode, rng=rng, dtype=np.float64)
+        dout = rng.standard_normal((len(rows), 3))
+        layer.forward(rows)
+        layer.backward(dout)
+        num = numerical_gradient(lambda: float(np.sum(layer.forward(rows) * dout)), layer.params["W"])
+        out[f"EmbeddingBag {mode} (dW, repeated rows and ids, an empty bag)"] = compare(
+            f"EmbeddingBag({mode}).W", layer.grads["W"], num, SMOOTH_BOUND)
+    return out
+
+
+def check_offset(seed=0):
+    rng = _rng(seed)
+    layer = Offset(0.5, dtype=np.float64)
+    z, dout = rng.standard_normal(6), rng.standard_normal(6)
+    layer.forward(z)
+    out = _vjp_check("Offset (dz)", layer.forward, layer.backward, [z], dout, SMOOTH_BOUND)
+    num = numerical_gradient(lambda: float(np.sum(layer.forward(z) * dout)), layer.params["b"])
+    out["Offset (db)"] = compare("Offset.b", layer.grads["b"], num, SMOOTH_BOUND)
+    return out
+
+
+def check_clip(seed=0):
+    rng = _rng(seed)
+    z, dout = rng.uniform(-3, 3, (5, 4)), rng.standard_normal((5, 4))
+    for bound in (-1.0, 1.0):  # keep every input at least 1e-3 from either bound
+        near = np.abs(z - bound) < 1e-3
+        z[near] += 2e-3
+    layer = Clip(-1.0, 1.0)
+    layer.forward(z)
+    return _vjp_check("Clip (inputs off the bounds)", layer.forward, layer.backward, [z], dout,
+                      RELU_BOUND)
 
 
 def _vjp_check(label, layer_forward, layer_backward, inputs, dout, bound):
@@ -233,11 +275,15 @@ def check_models(seed=0):
         if _relu_margin(net, users, movies) > 1e-3:
             break
     out.update(check_model(net, "NeuralNet", RELU_BOUND, seed))
+    svdpp = SVDpp(5, 6, bags=(np.array([0, 2, 2, 5, 6, 9]), np.array([2, 5, 0, 1, 2, 3, 0, 4, 5])),
+                  global_mean=3.0, seed=seed, **kw)  # user 1's bag is empty
+    out.update(check_model(svdpp, "SVDpp", SMOOTH_BOUND, seed))
     return out
 
 
-CHECKS = [check_embedding, check_dot, check_concat, check_dense, check_relu, check_dropout,
-          check_mse, check_l2, check_y_range, check_models]
+CHECKS = [check_embedding, check_embedding_bag, check_offset, check_dot, check_concat,
+          check_dense, check_relu, check_dropout, check_clip, check_mse, check_l2, check_y_range,
+          check_models]
 
 
 class Result:
@@ -249,7 +295,7 @@ class Result:
 
 
 def bound_for(label):
-    return RELU_BOUND if ("ReLU" in label or "NeuralNet" in label) else SMOOTH_BOUND
+    return RELU_BOUND if any(w in label for w in ("ReLU", "NeuralNet", "Clip")) else SMOOTH_BOUND
 
 
 def run_all(seed=0):

@@ -166,7 +166,7 @@ class EmbeddingBag(Table):
         return None
 
     def rows(self):
-        """The distinct rows in the last batch's bags, sorted."""
+        """The distinct rows in the last batch's bags (in no particular order)."""
         if self.seen is None:
             self.seen = self.ops.bag_rows(self.bags, self.rows_in, self.n)
         return self.seen

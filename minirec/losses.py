@@ -20,7 +20,7 @@ def mse(pred, y):
     """
     diff = pred - y
     n = diff.shape[0]
-    return float((diff * diff).sum()) / n, diff * (2.0 / n)
+    return float(diff @ diff) / n, diff * (2.0 / n)  # diff @ diff = Σ diff²
 
 
 def mse_of(pred, y):

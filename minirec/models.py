@@ -227,7 +227,8 @@ class SVDpp(DotProductBias):
     ``bags`` is N(i) as CSR (``rated_by``); ``SVDpp.for_data`` builds it from training ratings.
     Built from the layers alone: no kernel code.
     """
-    not_in_config = ("bags",)  # saved with the weights, as the implicit layer's buffers
+    not_in_config = ("bags", "global_mean")  # the bags are saved as the implicit layer's
+    # buffers, and global_mean only starts offset.b, which the weights hold
 
     def __init__(self, n_users, n_movies, n_factors=50, l2=1e-4, y_range=None, bags=None,
                  global_mean=0.0, dtype=np.float32, seed=None, backend=None):

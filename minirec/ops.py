@@ -9,7 +9,7 @@ zero_rows(T, rows)                 T[rows] = 0
 bag_sum(W, bags, rows, scale)      out[n] = scale[r] · Σ_{k ∈ bag r} W[k],  r = rows[n]
 bag_scatter(dW, bags, rows,        dW[k] += scale[r] · dout[n]  for every k in bag r
             scale, dout)
-bag_rows(bags, rows, n)            the distinct ids in the bags of ``rows`` (ids < n)
+bag_rows(bags, rows, n)            the distinct ids in the bags of ``rows`` (ids < n), any order
 =================================  ==========================================================
 
 A *bag* is a ragged list of ids per row, stored as CSR: ``bags = (offsets, ids)``, bag r holds

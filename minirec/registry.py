@@ -25,11 +25,11 @@ def register(name, title=None):
 
     def add(cls):
         known = KINDS.get(name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
+        if known is not None and where(known) != where(cls):
             raise ValueError(f"the model kind {name!r} is already {known.__qualname__}; choose "
                              f"another name for {cls.__qualname__}")
         clash = class_named(cls.__name__)
-        if clash is not None and clash is not known and clash.__qualname__ != cls.__qualname__:
+        if clash is not None and clash is not known and where(clash) != where(cls):
             raise ValueError(f"a model class named {cls.__name__} is already registered (as "
                              f"{kind_of(clash)!r}); saved weights name their class, so two "
                              "registered classes may not share a name")
@@ -37,6 +37,12 @@ def register(name, title=None):
         TITLES[name] = title or cls.__name__
         return cls
     return add
+
+
+def where(cls):
+    """Where a class is defined: a class defined again there (a notebook cell run twice)
+    replaces its earlier self."""
+    return cls.__module__, cls.__qualname__
 
 
 def class_named(class_name):

@@ -11,7 +11,7 @@ subclass that changes a step, needs nothing else.
 for one *exact* class and backend (the registrations sit in ``models.py``, beside the classes),
 which does forward, backward and Adam for many batches in one compiled call. It is used only
 when the model is of that exact class (a subclass never inherits it), ``model.fused`` is true,
-the optimiser is Adam, and the kernel gives the same weights as the layers on a probe — a few
+no layer is frozen (``trainable = False``), the optimiser is Adam, and the kernel gives the same weights as the layers on a probe — a few
 batches of a tiny copy of the model with repeated ids, in float64 and in the model's own dtype
 (``agrees_with_layers``, below). If the reference code was edited since (a layer, the model's forward,
 ``adam_update``), the probe disagrees and the layers train.
@@ -82,12 +82,18 @@ class LayerRunner:
             from .kernels import numba_adam, use_threads
             self.kernels, self.use_threads = numba_adam, use_threads
             self.no_rows = np.empty(0, np.intp)
-            self.l2 = {name: numba_adam.l2_factors(regularisers.get(name), layer.params[pn])
-                       for name, layer, pn in self.tables}
+            self.l2 = {}  # each table's (2λ in its dtype, the rows' L2 factors)
+            for name, layer, pn in self.tables:
+                p = layer.params[pn]
+                l2, rows = numba_adam.l2_factors(regularisers.get(name), p)
+                self.l2[name] = (p.dtype.type(l2), rows)
 
     def run(self, batches, lrs, first, last):
         model, opt = self.model, self.model.optimizer
         order, losses = to_xp(batches.order, model.xp), []
+        if self.numba_adam:  # the constants of every step of this call, worked out at once
+            steps = self.kernels.adam_steps(opt, model.dtype, lrs[first:last], opt.iterations)
+            threads = self.use_threads(model.threads)
         for b in range(first, last):
             rows = order[b * batches.size:(b + 1) * batches.size]
             loss, _ = model.mse_and_grads(batches.users[rows], batches.movies[rows],
@@ -97,7 +103,7 @@ class LayerRunner:
                 return np.array(losses), b
             opt.lr = float(lrs[b])
             if self.numba_adam:
-                self.numba_step()
+                self.numba_step(steps, b - first, threads)
             else:
                 self.step()
         return np.array(losses), -1
@@ -114,19 +120,17 @@ class LayerRunner:
                 looked_up[name] = layer.rows()
         self.model.optimizer.step(params, grads, looked_up)
 
-    def numba_step(self):
-        """``Adam.step`` with each table's update in a Numba loop (``kernels/numba_adam.py``)."""
-        model, opt, kernels = self.model, self.model.optimizer, self.kernels
+    def numba_step(self, steps, b, threads):
+        """``Adam.step`` with each table's update in a Numba loop (``kernels/numba_adam.py``),
+        at the constants ``steps[b]``."""
+        opt, step_arrays, two_d = self.model.optimizer, self.kernels.step_arrays, self.kernels.two_d
         opt.iterations += 1
-        k = opt.constants(opt.iterations, model.dtype)
-        threads = self.use_threads(model.threads)
         for name, layer, pn in self.tables:
             p = layer.params[pn]
-            t = kernels.table(p, layer.grads[pn], opt.slot(name, "m", p), opt.slot(name, "v", p),
-                              *self.l2[name])
-            rows = layer.rows() if opt.lazy and hasattr(layer, "rows") else None
-            kernels.step_table(t, rows if rows is not None else self.no_rows,
-                               len(rows) if rows is not None else 0, k, rows is not None, threads)
+            rows = layer.rows() if opt.lazy and hasattr(layer, "rows") else self.no_rows
+            step_arrays(two_d(p), two_d(layer.grads[pn]), two_d(opt.slot(name, "m", p)),
+                        two_d(opt.slot(name, "v", p)), *self.l2[name], rows, len(rows), steps, b,
+                        rows is not self.no_rows, threads)
 
 
 class FusedRunner:
@@ -145,7 +149,8 @@ def registered_kernel(model, optimizer=None):
     """The (module, adapter) of the whole-model kernel that may train ``model`` with
     ``optimizer`` (default: its own), or None."""
     optimizer = optimizer or model.optimizer
-    if not model.fused or not isinstance(optimizer, Adam):
+    frozen = any(not layer.trainable for layer in model.layers.values())  # kernels train all
+    if not model.fused or frozen or not isinstance(optimizer, Adam):
         return None
     return FUSED_KERNELS.get(type(model), {}).get(model.backend)  # type(): the exact class
 
@@ -220,9 +225,10 @@ def probe_key(model, module, optimizer):
     config = {k: v for k, v in model.config().items()
               if k not in ("class", "n_users", "n_movies", "n_factors")}
     settings = {k: v for k, v in vars(optimizer).items() if k not in ("state", "lr", "iterations")}
-    classes = set(type(model).__mro__) | {type(layer) for layer in model.layers.values()}
-    code = sorted(id(f) for cls in classes for f in vars(cls).values() if callable(f))
     kernel = importlib.import_module(f"minirec.kernels.{module}")
+    classes = (set(type(model).__mro__) | {type(layer) for layer in model.layers.values()}
+               | {c for c in vars(kernel).values() if isinstance(c, type)})
+    code = sorted(id(f) for cls in classes for f in vars(cls).values() if callable(f))
     code += sorted(id(f) for f in vars(kernel).values() if callable(f)) + [id(optim.adam_update)]
     return (type(model), model.backend, module, str(model.dtype), json.dumps(config, sort_keys=True),
             json.dumps(settings, sort_keys=True), tuple(code))

@@ -64,3 +64,13 @@ def server():
     s = Server()
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_probe_verdicts():
+    """Each test probes the fused kernels itself: a verdict cached by an earlier test (say, on
+    code another test had patched) must never decide this one's outcome."""
+    from minirec import runners
+    runners._VERDICTS.clear()
+    yield
+    runners._VERDICTS.clear()

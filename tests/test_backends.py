@@ -206,10 +206,12 @@ def test_an_edited_layer_reaches_the_default_backend_too(monkeypatch):
 
 def test_the_registered_kernels_agree_with_their_layers_unedited():
     pytest.importorskip("numba")
+    from minirec.runners import registered_kernel, agrees_with_layers
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no disagreement warning for the shipped code
         for cls, kwargs in CASES:
-            train(cls, kwargs, "numba", epochs=1)
+            model, _ = train(cls, kwargs, "numba", epochs=1)
+            assert agrees_with_layers(model, *registered_kernel(model)), cls.__name__
 
 
 def test_a_nan_stops_every_backend_before_the_update(backend):
@@ -272,3 +274,29 @@ def test_two_threads_give_the_same_numbers_as_one(kind, lazy):
         weights.append({k: v.copy() for k, v in model.params.items()})
     for name in weights[0]:
         np.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)
+
+
+def test_what_summary_says_is_what_runs(monkeypatch):
+    """describe() before compile, after the probe agreed, after it disagreed, and the threads:
+    capped at what Numba has, and one for lazy steps."""
+    numba = pytest.importorskip("numba")
+    from minirec import runners
+    model = DotProductBias(30, 40, n_factors=4, seed=0, backend="numba")
+    assert "no optimiser yet: this is for Adam" in describe(model)
+    assert "if it agrees with the layers on the probe fit runs first" in describe(model)
+    users, movies, y = data()
+    model.compile(Adam(0.01)).fit([users, movies], y, verbose=0)
+    assert describe(model).endswith("it agreed with the layers on its probe")
+    model.threads = 999
+    n = numba.config.NUMBA_NUM_THREADS
+    text = describe(model)
+    assert (f"capped from 999 at this machine's {n}" in text) and "999 CPU threads" not in text
+    model.compile(Adam(0.01, lazy=True))
+    assert "on 1 CPU thread (999 asked for; lazy steps run on one)" in describe(model)
+    monkeypatch.setattr(runners, "_probe", lambda *args: False)  # a probe that fails
+    runners._VERDICTS.clear()
+    model.compile(Adam(0.01))
+    with pytest.warns(RuntimeWarning, match="does not give the same numbers"):
+        model.fit([users, movies], y, verbose=0)
+    assert describe(model).startswith("the layers' forward/backward on numba")
+    assert "numba_mf.py (registered for DotProductBias) disagreed with the layers" in describe(model)

@@ -18,7 +18,7 @@ MOVIES = np.array([4, 4, 0, 1, 4, 2, 2, 0])
 RATINGS = np.array([4.0, 3.5, 1.0, 5.0, 2.5, 3.0, 4.5, 0.5])
 
 
-def close(piece, name, expected, got, tol=1e-12):
+def close(piece, name, expected, got, tol=1e-12):  # relative to the largest entry
     expected, got = to_numpy(expected), to_numpy(got)
     worst = float(np.max(np.abs(expected - got))) / max(1e-30, float(np.max(np.abs(expected))))
     assert worst < tol, f"{piece}: {name} differs from the reference by {worst:.2e} (relative)"
@@ -96,6 +96,68 @@ def test_one_step_of_each_whole_model_kernel(piece, cls, kwargs, lazy):
         for moment in ("m", "v"):
             close(piece, f"Adam {moment} of {name}", ref.optimizer.state[name][moment],
                   fused.optimizer.state[name][moment])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
+@pytest.mark.parametrize("piece, cls, kwargs", MODELS, ids=[m[0] for m in MODELS])
+def test_three_batches_of_each_whole_model_kernel(piece, cls, kwargs, lazy, dtype):
+    """Three batches in one call: what one step cannot show — a gradient buffer not cleared
+    between batches, a row stamp reused, a step count or rate taken from the wrong batch."""
+    pytest.importorskip("numba", reason="needs numba")
+    from minirec.runners import FUSED_KERNELS
+    users, movies = np.concatenate([USERS, USERS[::-1], USERS]), np.concatenate([MOVIES, MOVIES, MOVIES[::-1]])
+    ratings = np.concatenate([RATINGS, RATINGS[::-1], RATINGS])
+    after = []
+    for backend in ("numpy", "numba"):
+        model = cls(4, 5, n_factors=3, l2=0.05, dtype=dtype, seed=1, backend=backend, **kwargs)
+        model.compile(Adam(0.02, lazy=lazy, weight_decay=0.01))
+        y = ratings.astype(dtype)
+        batches = Batches(users, movies, y, np.arange(24), 8)
+        regularisers = training_regularisers(model, users, movies, 8)
+        runner = (LayerRunner(model, regularisers) if backend == "numpy"
+                  else FusedRunner(model, *FUSED_KERNELS[cls]["numba"], regularisers))
+        losses, bad = runner.run(batches, np.array([0.02, 0.01, 0.03]), 0, 3)
+        after.append((model, losses))
+    (ref, ref_loss), (fused, fused_loss) = after
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    close(piece, "batch losses", ref_loss, fused_loss, tol)
+    for name, p in ref.params.items():
+        close(piece, name, p, fused.params[name], tol)
+    assert fused.optimizer.iterations == ref.optimizer.iterations == 3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("piece, cls, kwargs", MODELS, ids=[m[0] for m in MODELS])
+def test_the_builtin_models_really_train_through_their_registered_kernels(piece, cls, kwargs, dtype):
+    """On a clean tree the probe must pass: a wrong kernel fails here, not only warns."""
+    pytest.importorskip("numba", reason="needs numba")
+    from minirec.runners import FusedRunner as Fused, runner_for
+    model = cls(4, 5, n_factors=3, dtype=dtype, seed=0, backend="numba", **kwargs).compile(Adam())
+    runner = runner_for(model, USERS, MOVIES, 8)
+    assert isinstance(runner, Fused), f"{piece} is not used for {cls.__name__} ({dtype.__name__})"
+
+
+def test_the_probe_checks_the_models_own_dtype_too(monkeypatch):
+    """A kernel that is wrong only in float32 (here: its result nudged by 1e-3 in float32) is
+    caught for a float32 model, and a float64 model still uses it."""
+    pytest.importorskip("numba", reason="needs numba")
+    from minirec.kernels import numba_mf
+    from minirec.runners import FusedRunner as Fused, runner_for
+    run = numba_mf.Trainer.run
+
+    def nudged(self, *args):
+        out = run(self, *args)
+        if self.model.dtype == np.float32:
+            self.model.params["movie_embedding.W"][...] *= np.float32(1.001)
+        return out
+    monkeypatch.setattr(numba_mf.Trainer, "run", nudged)
+    with pytest.warns(RuntimeWarning, match="numba_mf.py does not give the same numbers as "
+                                             "DotProduct's layers in float32"):
+        runner = runner_for(DotProduct(4, 5, n_factors=3, backend="numba").compile(Adam()), USERS, MOVIES, 8)
+    assert isinstance(runner, LayerRunner)
+    wide = DotProduct(4, 5, n_factors=3, dtype=np.float64, backend="numba").compile(Adam())
+    assert isinstance(runner_for(wide, USERS, MOVIES, 8), Fused)
 
 
 @pytest.mark.gpu

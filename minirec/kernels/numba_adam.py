@@ -93,6 +93,15 @@ def step_table(t, rows, n_rows, k, lazy, n_threads=1):
 
 
 @jit
+def step_arrays(w, g, m, v, l2, l2_rows, rows, n_rows, steps, b, lazy, n_threads):
+    """``step_table`` for one table given as its arrays, at step ``steps[b]`` (what the layers
+    runner calls once per table and batch: arrays cross into compiled code faster than a
+    ``Table``, and the step's constants are worked out once for many batches)."""
+    step_table(Table(w, g, m, v, l2, l2_rows), rows, n_rows, adam_step_at(steps, b), lazy,
+               n_threads)
+
+
+@jit
 def adam_step_at(steps, b):
     """Row b of an (n, 9) array of step constants, as an ``AdamStep``."""
     s = steps[b]
@@ -107,9 +116,14 @@ def adam_steps(opt, dtype, lrs, t0):
                     axis=1).astype(dtype)
 
 
+def two_d(a):
+    """An array as the kernels take it: 2-D (a bias (H,) as (1, H))."""
+    return a.reshape(1, -1) if a.ndim == 1 else a
+
+
 def table(w, g, m, v, l2, l2_rows):
-    """A ``Table``: the arrays as 2-D views (a bias (H,) as (1, H)), 2λ and the rows' L2 factors."""
-    w, g, m, v = (a.reshape(1, -1) if a.ndim == 1 else a for a in (w, g, m, v))
+    """A ``Table``: the arrays as 2-D views, 2λ in their dtype and the rows' L2 factors."""
+    w, g, m, v = (two_d(a) for a in (w, g, m, v))
     return Table(w, g, m, v, w.dtype.type(l2), l2_rows)
 
 

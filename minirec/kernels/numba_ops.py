@@ -82,8 +82,9 @@ def _bag_scatter(dW, offsets, ids, rows, scale, dout):
 
 @jit
 def _bag_rows(offsets, ids, rows, seen):
-    """The distinct ids in the bags of ``rows``; ``seen`` (one flag per table row, all False)
-    marks them meanwhile and is left all False again."""
+    """The distinct ids in the bags of ``rows``, in the order first met (a lazy step and the
+    clearing of a gradient need the set, not its order); ``seen`` (one flag per table row, all
+    False) marks them meanwhile and is left all False again."""
     n = 0
     for a in range(rows.shape[0]):
         r = rows[a]
@@ -98,7 +99,7 @@ def _bag_rows(offsets, ids, rows, seen):
                 seen[k] = True
                 found[n] = k
                 n += 1
-    found = np.sort(found[:n])
+    found = found[:n]
     for k in found:
         seen[k] = False
     return found

@@ -1,0 +1,93 @@
+"""The layers' operations (ops.py): the reference against the dense formulas, and each compiled
+twin (kernels/numba_ops.py) against the reference, on tiny shapes with repeated ids and empty
+bags (hypothesis). A failure names the operation."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minirec import ops
+from minirec.layers import Embedding, EmbeddingBag
+
+bag_lists = st.lists(st.lists(st.integers(0, 4), max_size=4), min_size=1, max_size=5)
+
+
+def csr(bags):
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in bags])]).astype(np.intp)
+    ids = np.array([i for b in bags for i in b], dtype=np.intp)
+    return offsets, ids
+
+
+@given(bags=bag_lists, picks=st.lists(st.integers(0, 100), min_size=1, max_size=8),
+       seed=st.integers(0, 2**16))
+def test_the_reference_bag_sum_is_the_sum_over_each_bag(bags, picks, seed):
+    offsets, ids = csr(bags)
+    rows = np.array(picks) % len(bags)
+    rng = np.random.default_rng(seed)
+    W, scale = rng.standard_normal((5, 3)), rng.random(len(bags))
+    expected = np.array([scale[r] * W[bags[r]].sum(axis=0) if bags[r] else np.zeros(3) for r in rows])
+    np.testing.assert_allclose(ops.bag_sum(W, (offsets, ids), rows, scale), expected, atol=1e-12)
+    dout = rng.standard_normal((len(rows), 3))
+    dW = np.zeros_like(W)
+    ops.bag_scatter(dW, (offsets, ids), rows, scale, dout)
+    one_hot = np.zeros((len(rows), 5))  # dW = Σ_n scale[r_n] · (counts of each id in bag r_n) ⊗ dout[n]
+    for n, r in enumerate(rows):
+        for k in bags[r]:
+            one_hot[n, k] += scale[r]
+    np.testing.assert_allclose(dW, one_hot.T @ dout, atol=1e-12)
+    assert sorted(ops.bag_rows((offsets, ids), rows, 5)) == sorted({k for r in rows for k in bags[r]})
+
+
+@given(bags=bag_lists, picks=st.lists(st.integers(0, 100), min_size=1, max_size=8),
+       seed=st.integers(0, 2**16))
+def test_every_compiled_operation_matches_its_reference(bags, picks, seed):
+    numba_ops = pytest.importorskip("minirec.kernels.numba_ops", reason="needs numba").NUMBA
+    offsets, ids = csr(bags)
+    rows = (np.array(picks) % len(bags)).astype(np.intp)
+    rng = np.random.default_rng(seed)
+    W, scale = rng.standard_normal((5, 3)), rng.random(len(bags))
+    dout = rng.standard_normal((len(rows), 3))
+    idx = (np.array(picks) % 5).astype(np.intp)
+    for name, run in {
+        "scatter_add": lambda o: (lambda T: (o.scatter_add(T, idx, dout), T)[1])(np.zeros((5, 3))),
+        "scatter_add (a bias table)": lambda o: (lambda T: (o.scatter_add(T, idx, dout[:, :1]), T)[1])(np.zeros((5, 1))),
+        "distinct": lambda o: o.distinct(idx),
+        "zero_rows": lambda o: (lambda T: (o.zero_rows(T, idx), T)[1])(W.copy()),
+        "bag_sum": lambda o: o.bag_sum(W, (offsets, ids), rows, scale),
+        "bag_scatter": lambda o: (lambda T: (o.bag_scatter(T, (offsets, ids), rows, scale, dout), T)[1])(np.ones((5, 3))),
+        "bag_rows": lambda o: np.sort(o.bag_rows((offsets, ids), rows, 5)),
+    }.items():
+        np.testing.assert_allclose(run(numba_ops), run(ops.REFERENCE), rtol=1e-12, atol=1e-12,
+                                   err_msg=f"numba_ops.{name} differs from ops.{name}")
+
+
+@pytest.mark.parametrize("ops_name", ["reference", "numba"])
+def test_a_table_gradient_holds_only_this_backwards_rows(ops_name):
+    """The gradient buffer is cleared of the previous batch's rows before the next scatter:
+    two backward passes give the second batch's gradient, not the sum of both."""
+    layer = Embedding(6, 2, rng=np.random.default_rng(0), dtype=np.float64)
+    if ops_name == "numba":
+        layer.ops = pytest.importorskip("minirec.kernels.numba_ops", reason="needs numba").NUMBA
+    for idx in (np.array([0, 1, 1, 5]), np.array([2, 1, 3])):
+        dout = np.arange(2 * len(idx), dtype=np.float64).reshape(-1, 2) + 1
+        layer.forward(idx)
+        layer.backward(dout)
+        np.testing.assert_array_equal(layer.grads["W"], np.eye(6)[idx].T @ dout)
+    bag = EmbeddingBag(4, 2, csr([[0, 1], [1, 2, 3], []]), mode="sum", dtype=np.float64)
+    bag.ops = layer.ops
+    for rows in (np.array([0, 1]), np.array([2, 0])):
+        bag.forward(rows.astype(np.intp))
+        bag.backward(np.ones((2, 2)))
+        expected = np.zeros((4, 2))
+        for r in rows:
+            expected[[[0, 1], [1, 2, 3], []][r]] += 1
+        np.testing.assert_array_equal(bag.grads["W"], expected)
+
+
+def test_bags_are_checked():
+    with pytest.raises(ValueError, match="rise from 0"):
+        EmbeddingBag(4, 2, (np.array([0, 3, 2]), np.array([0, 1, 2])))
+    with pytest.raises(KeyError, match="bag id 7 is outside the table's rows 0..3"):
+        EmbeddingBag(4, 2, (np.array([0, 1]), np.array([7])))
+    with pytest.raises(ValueError, match="mode"):
+        EmbeddingBag(4, 2, (np.array([0, 1]), np.array([1])), mode="max")
