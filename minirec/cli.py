@@ -1,6 +1,7 @@
 """The ``minirec`` command: reproduce the notebook, train, evaluate, download, check gradients.
 
-    minirec lesson4 [--data NAME|PATH] [--course-schedule] [--keras1-schedule | --improved]
+    minirec lesson4 [--data NAME|PATH] [--course-schedule] [--keras1-schedule | --improved |
+                    --as-written]
                     [--plots DIR] [--json F]
     minirec train --model bias --data ml-latest-small --epochs 5 --lr 0.005 --improved --save w.npz
     minirec lr-find --model bias [--improved] [--plot lr.png]
@@ -138,6 +139,10 @@ def build_parser():
                         "instead of the homework notebook's")
     p.add_argument("--keras1-schedule", action="store_true",
                    help="keep Adam at 1e-3 throughout, as Keras effectively did")
+    p.add_argument("--as-written", action="store_true",
+                   help="the homework's cells exactly as Keras ran them: Adam at 1e-3 "
+                        "throughout, the neural-net cells training the bias model, the PCA of "
+                        "the untrained net")
     p.add_argument("--improved", action="store_true",
                    help="train the improved recipe (y_range, one-cycle) instead")
     p.add_argument("--plots", metavar="DIR", help="write each model's loss curves as DIR/<model>.png")

@@ -19,9 +19,12 @@ def load(args):
 
 def cmd_lesson4(args):
     from . import lesson4
-    if args.improved and (args.keras1_schedule or args.course_schedule):
-        raise ValueError("--improved trains its own schedule: drop --keras1-schedule and "
-                         "--course-schedule")
+    if args.improved and (args.keras1_schedule or args.course_schedule or args.as_written):
+        raise ValueError("--improved trains its own schedule: drop --keras1-schedule, "
+                         "--course-schedule and --as-written")
+    if args.as_written and (args.keras1_schedule or args.course_schedule):
+        raise ValueError("--as-written runs the homework's cells as Keras ran them (Adam at 1e-3 "
+                         "throughout): drop --keras1-schedule and --course-schedule")
     if args.json:
         output_file(args.json)
     for folder in (args.weights_dir, args.plots):
@@ -33,7 +36,8 @@ def cmd_lesson4(args):
         os.makedirs(args.plots, exist_ok=True)
     lesson4.run(args.data, args.seed, args.keras1_schedule, args.improved, args.backend,
                 args.json, args.weights_dir, verbose=0 if args.quiet else 1,
-                duplicates=args.duplicates, course=args.course_schedule, plots_dir=args.plots)
+                duplicates=args.duplicates, course=args.course_schedule, plots_dir=args.plots,
+                as_written=args.as_written)
 
 
 def cmd_train(args):

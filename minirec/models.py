@@ -231,20 +231,29 @@ class SVDpp(DotProductBias):
     # buffers, and global_mean only starts offset.b, which the weights hold
 
     def __init__(self, n_users, n_movies, n_factors=50, l2=1e-4, y_range=None, bags=None,
-                 global_mean=0.0, dtype=np.float32, seed=None, backend=None):
+                 global_mean=0.0, implicit_l2=None, dtype=np.float32, seed=None, backend=None):
         super().__init__(n_users, n_movies, n_factors, l2, y_range, dtype, seed, backend)
         if bags is None:  # everyone's bag empty; a weights file brings the real ones
             bags = (np.zeros(self.n_users + 1, np.int64), np.zeros(0, np.int64))
         if len(bags[0]) != self.n_users + 1:
             raise ValueError(f"SVD++ needs one bag per user ({self.n_users}), got {len(bags[0]) - 1}")
-        self.implicit = self.bag("implicit", self.n_movies, self.n_factors, bags, l2, "user", "movie")
+        self.implicit_l2 = float(l2 if implicit_l2 is None else implicit_l2)
+        self.implicit = self.bag("implicit", self.n_movies, self.n_factors, bags, self.implicit_l2,
+                                 "user", "movie")
         self.global_mean = float(global_mean)
         self.offset = Offset(self.global_mean, self.dtype, self.xp)
 
     @classmethod
     def for_data(cls, n_users, n_movies, train, **kwargs):
-        """SVD++ for training ratings ``train``: N(i) from them, μ starting at their mean."""
-        kwargs.setdefault("global_mean", float(np.mean(train.y)))
+        """SVD++ for training ratings ``train``: N(i) from them, μ starting at their mean (under
+        a ``y_range``, at the score whose squashed value is the mean: the logit of its place in
+        the range)."""
+        mean, y_range = float(np.mean(train.y)), kwargs.get("y_range")
+        if y_range is not None:
+            lo, hi = (float(v) for v in y_range)
+            share = min(max((mean - lo) / (hi - lo), 1e-6), 1 - 1e-6)
+            mean = float(np.log(share / (1 - share)))
+        kwargs.setdefault("global_mean", mean)
         return cls(n_users, n_movies, bags=rated_by(train.user, train.movie, n_users), **kwargs)
 
     def score(self, users, movies, training=True):

@@ -39,7 +39,7 @@ def test_lesson4_json(tiny_release, tmp_path, capsys):
     metrics = json.loads(path.read_text())
     assert set(metrics["models"]) == {"bias", "nn"}
     assert all(np.isfinite(m["val_mse"]) and m["epochs"] == 5 for m in metrics["models"].values())
-    assert "same predictions" in capsys.readouterr().out
+    assert "the tracked prediction (user 3, movie 6) is the same" in capsys.readouterr().out
 
 
 def test_bad_input_is_one_line_and_exit_two(tmp_path, capsys):
@@ -133,3 +133,23 @@ def test_threads_option_reaches_the_model_for_this_command_only(tiny_release, tm
         main(["train", "--data", str(tiny_release), "--threads", "0"])
     assert stop.value.code == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_lesson4_as_written_trains_the_bias_model_in_the_neural_net_cells(tiny_release, tmp_path, capsys):
+    """The homework's nn cells call model.fit: as written, the bias model trains 25 + 10 epochs,
+    the net none, and the PCA reads the untrained net's movie embeddings."""
+    from minirec import lesson4
+    from minirec.datasets import load_movielens
+    path = tmp_path / "m.json"
+    assert main(["lesson4", "--data", str(tiny_release), "--as-written", "--json", str(path),
+                 "--weights-dir", str(tmp_path), "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    models = json.loads(path.read_text())["models"]
+    assert {k: m["epochs"] for k, m in models.items()} == {"dot": 10, "bias": 35, "nn": 0}
+    ds = load_movielens(tiny_release)
+    train, valid = ds.split(0.8, seed=42)
+    untrained = lesson4.build("nn", ds, 42, "numpy", train)
+    assert models["nn"]["val_mse"] == pytest.approx(untrained.evaluate(valid.x, valid.y), rel=1e-6)
+    assert "PCA of the movie embeddings of the neural net, which was never trained" in out
+    assert "-- 3 epoch(s) at lr 0.001" in out and "at lr 0.01" not in out  # Keras ignored lr = 0.01
+    assert main(["lesson4", "--data", str(tiny_release), "--as-written", "--course-schedule"]) == 2

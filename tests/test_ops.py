@@ -84,6 +84,11 @@ def test_a_table_gradient_holds_only_this_backwards_rows(ops_name):
         np.testing.assert_array_equal(bag.grads["W"], expected)
 
 
+def test_every_reference_operation_has_a_compiled_twin():
+    numba_ops = pytest.importorskip("minirec.kernels.numba_ops", reason="needs numba").NUMBA
+    assert set(vars(numba_ops)) == set(vars(ops.REFERENCE))
+
+
 def test_bags_are_checked():
     with pytest.raises(ValueError, match="rise from 0"):
         EmbeddingBag(4, 2, (np.array([0, 3, 2]), np.array([0, 1, 2])))
