@@ -97,8 +97,13 @@ def get_array_module(a):
 
 
 def to_numpy(a):
-    """A NumPy copy of ``a`` wherever it lives (a no-op for NumPy arrays)."""
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+    """``a`` as a NumPy array wherever it lives: a CuPy array comes to the host; a pandas Series
+    or column, a list, anything array-like goes through ``np.asarray`` (a no-op for NumPy)."""
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    if hasattr(a, "to_numpy") and not isinstance(a, np.ndarray):  # pandas
+        return a.to_numpy()
+    return np.asarray(a)
 
 
 def to_xp(a, xp, dtype=None):

@@ -33,12 +33,28 @@ def probability(name, value):
     return float(value)
 
 
+def as_array(value, what):
+    """The one door for array-likes: a NumPy array, a CuPy array, a pandas Series or column
+    (``trn.userId``), a list — as a NumPy array, or a ``ValueError`` naming ``what``."""
+    try:
+        a = to_numpy(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be an array of numbers, got {type(value).__name__} ({e})") from None
+    if a.dtype == object:
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be numbers, got {next(iter(a.ravel()), None)!r} "
+                             f"({type(value).__name__} of Python objects)") from None
+    return a
+
+
 def index_array(ids, n, what):
     """A 1-D array of integer indices, each in 0..n-1, as a NumPy intp array.
 
     Floats that are whole numbers (1.0) are accepted; 1.9 is refused, not rounded down.
     """
-    a = np.asarray(to_numpy(ids))
+    a = as_array(ids, f"{what} ids")
     if a.ndim != 1:
         raise ValueError(f"{what} ids must be a 1-D array, got shape {a.shape}")
     if a.size and not np.issubdtype(a.dtype, np.integer):
@@ -58,7 +74,8 @@ def index_array(ids, n, what):
 def inputs(x, n_users, n_movies, xp):
     """``x = [users, movies]`` as two index arrays of the same length, on ``xp``."""
     if not isinstance(x, (list, tuple)) or len(x) != 2:
-        raise ValueError("inputs must be a pair [users, movies] of index arrays")
+        raise ValueError(f"inputs must be a pair [users, movies] of index arrays, got "
+                         f"{type(x).__name__}" + (f" of {len(x)}" if isinstance(x, (list, tuple)) else ""))
     users, movies = index_array(x[0], n_users, "user"), index_array(x[1], n_movies, "movie")
     if len(users) != len(movies):
         raise ValueError(f"{len(users)} users but {len(movies)} movies: the two input arrays "
@@ -68,7 +85,7 @@ def inputs(x, n_users, n_movies, xp):
 
 def ratings(y, n, xp, dtype):
     """``y`` as a 1-D array of ``n`` finite ratings, on ``xp`` in ``dtype``."""
-    a = np.asarray(to_numpy(y))
+    a = as_array(y, "ratings y")
     if a.ndim != 1:
         raise ValueError(f"ratings y must be a 1-D array, got shape {a.shape}")
     if len(a) != n:
@@ -89,3 +106,17 @@ def finite_positive(name, value):
             or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def validation_data(data, n_users, n_movies, xp, dtype):
+    """``validation_data=([users, movies], ratings)`` checked like ``fit``'s own data, or a
+    ``ValueError`` that shows the expected shape."""
+    shape = "validation_data must be ([users, movies], ratings)"
+    if not isinstance(data, (list, tuple)) or len(data) != 2:
+        raise ValueError(f"{shape}, got {type(data).__name__}"
+                         + (f" of {len(data)} items" if isinstance(data, (list, tuple)) else ""))
+    x, y = data
+    if not isinstance(x, (list, tuple)) or len(x) != 2:
+        raise ValueError(f"{shape}: its first item must be the pair [users, movies]")
+    users, movies = inputs(x, n_users, n_movies, xp)
+    return [users, movies], ratings(y, len(users), xp, dtype)

@@ -6,7 +6,7 @@
     minirec train --model bias --data ml-latest-small --epochs 5 --lr 0.005 --improved --save w.npz
     minirec lr-find --model bias [--improved] [--plot lr.png]
     minirec evaluate --weights w.npz --data ml-latest-small [--ranking [-k 10]]
-    minirec download ml-100k [--force]
+    minirec download ml-100k [--force | --verify]
     minirec pca --weights w.npz --data ml-latest-small [--components 3] [--plot map.png]
     minirec recommend --weights w.npz --data ml-latest-small --user 15 [-k 10]
     minirec similar --weights w.npz --data ml-latest-small --movie "Toy Story (1995)"
@@ -153,13 +153,15 @@ def build_parser():
     p = command("train", "train one model and report its validation MSE")
     data_options(p)
     p.add_argument("--model", choices=list(KINDS), default="bias")
-    p.add_argument("--epochs", type=count(0), default=5)
+    p.add_argument("--epochs", type=count(0), default=None,
+                   help="epochs to train (default 5, or the recipe's with --improved)")
     p.add_argument("--lr", type=rate, default=None,
                    help="learning rate (peak rate with --improved); default 1e-3, or the "
                         "recipe's with --improved")
     p.add_argument("--batch-size", type=count(1), default=64)
     p.add_argument("--lazy", action="store_true", help="lazy Adam (only the rows seen step)")
-    p.add_argument("--improved", action="store_true", help="y_range + one-cycle recipe (bias, nn)")
+    p.add_argument("--improved", action="store_true",
+                   help="the model's recipe: y_range + one cycle (bias, nn, svdpp)")
     p.add_argument("--save", metavar="PATH", help="save the weights (.npz)")
     p.add_argument("--plot-loss", metavar="PNG", help="write the loss curves (and the rates)")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -185,6 +187,9 @@ def build_parser():
     p.add_argument("name", help="ml-latest-small, ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest")
     p.add_argument("--data-home", help="where to keep it (default: $MINIREC_DATA or ~/.cache/minirec)")
     p.add_argument("--force", action="store_true", help="download again, replacing the cached copy")
+    p.add_argument("--verify", action="store_true",
+                   help="hash the cached copy's ratings file again, even if its size and time "
+                        "are unchanged, and refuse it if it no longer matches")
 
     p = command("pca", "principal components of the movie embeddings (and a map)")
     data_options(p)

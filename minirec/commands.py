@@ -9,7 +9,7 @@ it as one line.
 import os
 import warnings
 
-from .files import output_file, output_folder
+from .files import output_file, output_folder, refuse_overlaps
 
 
 def load(args):
@@ -30,6 +30,13 @@ def cmd_lesson4(args):
     for folder in (args.weights_dir, args.plots):
         if folder:
             output_folder(folder)
+    from .backend import cache_home
+    outputs = {"--json": args.json,
+               "the saved bias model": os.path.join(args.weights_dir or cache_home() / "lesson4",
+                                                   "bias.npz"),
+               **{f"--plots' {k}.png": os.path.join(args.plots, f"{k}.png")
+                  for k in ("dot", "bias", "nn") if args.plots}}
+    refuse_overlaps(outputs)
     if args.plots:
         from .plots import pyplot
         pyplot()  # refuse now, not after the training, when matplotlib is missing
@@ -37,37 +44,49 @@ def cmd_lesson4(args):
     lesson4.run(args.data, args.seed, args.keras1_schedule, args.improved, args.backend,
                 args.json, args.weights_dir, verbose=0 if args.quiet else 1,
                 duplicates=args.duplicates, course=args.course_schedule, plots_dir=args.plots,
-                as_written=args.as_written)
+                as_written=args.as_written, outputs=outputs)
+
+
+def data_inputs(ds, **more):
+    """{what: path} of every file the command reads: the data set's files, and ``more``."""
+    found = {f"the data file {p.name}": p for p in getattr(ds, "files", [])}
+    return {**found, **{what: path for what, path in more.items() if path}}
 
 
 def cmd_train(args):
     from . import lesson4
     from .optim import Adam
-    if args.improved and args.model not in lesson4.IMPROVED:
-        raise ValueError(f"--improved is a recipe for {' and '.join(lesson4.IMPROVED)}, "
+    if args.improved and args.model not in lesson4.RECIPES:
+        raise ValueError(f"--improved is a recipe for {', '.join(lesson4.RECIPES)}, "
                          f"not {args.model}")
-    for path in (args.save, args.plot_loss):
+    outputs = {"--save": args.save, "--plot-loss": args.plot_loss}
+    for path in outputs.values():
         if path:
             output_file(path)
+    refuse_overlaps(outputs)
     if args.plot_loss:
         from .plots import pyplot
         pyplot()
     ds = load(args)
+    refuse_overlaps(outputs, data_inputs(ds))
     train, valid = ds.split(0.8, seed=args.seed)
+    if not len(train):
+        raise ValueError(f"the split of {ds.name} (seed {args.seed}) leaves no training ratings")
     verbose = 0 if args.quiet else 1
     validation = (valid.x, valid.y) if len(valid) else None
     if args.improved:
-        recipe = dict(lesson4.IMPROVED[args.model])
+        recipe = dict(lesson4.RECIPES[args.model])
         lr = args.lr if args.lr is not None else recipe["lr_max"]
-        model = lesson4.build(args.model, ds, args.seed, args.backend, **recipe["model"])
+        epochs = args.epochs if args.epochs is not None else recipe["epochs"]
+        model = lesson4.build(args.model, ds, args.seed, args.backend, train, **recipe["model"])
         model.compile(Adam(lr, weight_decay=recipe["weight_decay"], lazy=args.lazy))
-        history = model.fit_one_cycle(train.x, train.y, args.epochs, lr,
-                                      batch_size=args.batch_size, validation_data=validation,
-                                      verbose=verbose)
+        history = model.fit_one_cycle(train.x, train.y, epochs, lr, batch_size=args.batch_size,
+                                      validation_data=validation, verbose=verbose)
     else:
-        model = lesson4.build(args.model, ds, args.seed, args.backend)
+        model = lesson4.build(args.model, ds, args.seed, args.backend, train)
         model.compile(Adam(args.lr if args.lr is not None else 1e-3, lazy=args.lazy))
-        history = model.fit(train.x, train.y, batch_size=args.batch_size, epochs=args.epochs,
+        history = model.fit(train.x, train.y, batch_size=args.batch_size,
+                            epochs=args.epochs if args.epochs is not None else 5,
                             validation_data=validation, verbose=verbose)
     if args.plot_loss:
         print(f"wrote the loss curves to {history.plot(args.plot_loss, args.model)}")
@@ -93,12 +112,13 @@ def cmd_evaluate(args):
           f"training MSE {model.evaluate(train.x, train.y):.4f}")
     if args.ranking:
         from .analysis import ranking_metrics
-        print(f"\nranking the held-out ratings (relevant: rated >= 4), k = {args.k}")
-        print(f"{'':<24}{'precision@k':>12}{'recall@k':>10}{'NDCG@k':>9}{'users':>7}")
-        for label, scorer in ((type(model).__name__, model), ("popularity", None)):
-            r = ranking_metrics(scorer, train, valid, ds.n_movies, k=args.k)
-            print(f"{label:<24}{r['precision']:>12.4f}{r['recall']:>10.4f}{r['ndcg']:>9.4f}"
-                  f"{r['users']:>7}")
+        rows = [(label, ranking_metrics(scorer, train, valid, ds.n_movies, k=args.k))
+                for label, scorer in ((type(model).__name__, model), ("popularity", None))]
+        print(f"\nranking the held-out ratings of {rows[0][1]['users']:,} users (relevant: "
+              f"rated >= 4), k = {args.k}")
+        print(f"{'':<24}{'precision@k':>12}{'recall@k':>10}{'NDCG@k':>9}")
+        for label, r in rows:
+            print(f"{label:<24}{r['precision']:>12.4f}{r['recall']:>10.4f}{r['ndcg']:>9.4f}")
 
 
 def cmd_lr_find(args):
@@ -111,9 +131,10 @@ def cmd_lr_find(args):
         from .plots import pyplot
         pyplot()
     ds = load(args)
+    refuse_overlaps({"--plot": args.plot}, data_inputs(ds))
     train, _ = ds.split(0.8, seed=args.seed)
     recipe = lesson4.IMPROVED[args.model] if args.improved else {"model": {}, "weight_decay": 0.0}
-    model = lesson4.build(args.model, ds, args.seed, args.backend, **recipe["model"])
+    model = lesson4.build(args.model, ds, args.seed, args.backend, train, **recipe["model"])
     model.compile(Adam(1e-3, weight_decay=recipe["weight_decay"]))
     finder = model.lr_find(train.x, train.y, batch_size=args.batch_size, num_it=args.num_it)
     print(f"{args.model}{' (improved recipe)' if args.improved else ''} on {ds.name}: "
@@ -135,6 +156,11 @@ def stored_split(trained_on, ds, seed):
                           "trained with another seed (pass --seed)")
             return 42, 0.8, "seed 42"
         if not same_data:
+            kept = data.get("duplicates", "all")
+            if kept != getattr(ds, "duplicates", "all"):
+                raise ValueError(f"the weights were trained on {data['name']} read with "
+                                 f"--duplicates {kept}; read it the same way (--duplicates "
+                                 f"{kept}) to rebuild their split")
             raise ValueError(f"the ratings in {ds.name} are not the ones the weights were trained "
                              f"on ({data['name']}, {data['n_ratings']:,} ratings), so their split "
                              "cannot be rebuilt; pass --seed to evaluate a split of these ratings "
@@ -146,9 +172,13 @@ def stored_split(trained_on, ds, seed):
     return seed, split["train_fraction"] if split else 0.8, f"seed {seed}"
 
 
-def trained(args):
+def trained(args, outputs=None):
+    """(data set, model) for the analysis commands, refusing outputs that would overwrite the
+    weights or the data they read."""
     from .weights import model_from_weights
+    refuse_overlaps(outputs or {}, {"the weights file": args.weights})
     ds = load(args)
+    refuse_overlaps(outputs or {}, data_inputs(ds))
     return ds, model_from_weights(args.weights, ds, backend=args.backend)
 
 
@@ -158,7 +188,7 @@ def cmd_pca(args):
     if args.plot:
         output_file(args.plot)
         pyplot()  # refuse now, not after the work, when matplotlib is missing
-    ds, model = trained(args)
+    ds, model = trained(args, {"--plot": args.plot})
     result, _, extremes = movie_components(model, ds, args.components, args.among)
     print(components_text(result, extremes))
     if args.plot:
@@ -170,7 +200,19 @@ def cmd_recommend(args):
     ds, model = trained(args)
     if args.user not in ds.userid2idx:
         raise KeyError(f"unknown user id {args.user}: not in {ds.name}")
-    for j, score in recommend(model, ds, ds.userid2idx[args.user], args.k, not args.include_seen):
+    user = ds.userid2idx[args.user]
+    split = model.trained_on.get("split")
+    if split is not None and model.trained_on["data"]["ratings_sha256"] == ds.fingerprint():
+        train, _ = ds.split(split["train_fraction"], seed=split["seed"])
+        if not (train.user == user).any():
+            raise ValueError(f"user {args.user} has no ratings in the split the weights were "
+                             f"trained on (seed {split['seed']}): all of them were held out, so "
+                             "the user's rows never trained and any list would be noise")
+    picks = recommend(model, ds, user, args.k, not args.include_seen)
+    if not picks:
+        raise ValueError(f"user {args.user} has rated every one of the {ds.n_movies:,} movies in "
+                         f"{ds.name}: none is left to recommend (--include-seen ranks them all)")
+    for j, score in picks:
         print(f"{score:5.2f}  {ds.title(j)}")
 
 
@@ -178,7 +220,13 @@ def cmd_similar(args):
     from .analysis import find_movie, similar_movies
     ds, model = trained(args)
     movie = find_movie(ds, args.movie)
-    print(f"movies most like {ds.title(movie)}:")
+    named = [j for j in range(ds.n_movies) if str(args.movie).strip() in ds.title(j)] \
+        if str(args.movie).strip().isdigit() else []
+    if named:
+        warnings.warn(f"--movie {args.movie} is read as the movie id {args.movie}; "
+                      f"{len(named)} title(s) contain {args.movie!r} too (such as "
+                      f"{ds.title(named[0])}): give a title to mean one of them")
+    print(f"movies most like {ds.title(movie)} (movie id {ds.movie_ids[movie]}):")
     for j, cosine in similar_movies(model, movie, args.k):
         print(f"{cosine:+.3f}  {ds.title(j)}")
 
@@ -186,8 +234,11 @@ def cmd_similar(args):
 def cmd_download(args):
     from .datasets import read_release
     from .download import locate
-    folder = locate(args.name, data_home=args.data_home, force=args.force)
-    print(f"{read_release(folder, args.name)} in {folder}")
+    if args.verify and args.force:
+        raise ValueError("--verify checks the cached copy and --force replaces it: choose one")
+    folder = locate(args.name, data_home=args.data_home, force=args.force, verify_again=args.verify)
+    checked = " (its ratings file hashed again and matched)" if args.verify else ""
+    print(f"{read_release(folder, args.name)} in {folder}{checked}")
 
 
 def cmd_gradcheck(args):

@@ -64,6 +64,7 @@ class MovieLens(Ratings):
         self.userid2idx = {int(o): i for i, o in enumerate(self.user_ids)}
         self.movieid2idx = {int(o): i for i, o in enumerate(self.movie_ids)}
         self._fingerprint = None
+        self.duplicates, self.files = "all", []  # how repeats were kept; the files it was read from
 
     @property
     def n_users(self):
@@ -140,17 +141,22 @@ def load_movielens(name_or_path="ml-latest-small", data_home=None, download=True
 def read_release(folder, name=None, duplicates="all"):
     """Parse whichever of the three layouts ``folder`` holds."""
     folder = Path(folder)
-    if (folder / "ratings.csv").exists():
-        df, titles = read_table(folder / "ratings.csv", ",", True), read_titles_csv(folder / "movies.csv")
-    elif (folder / "ratings.dat").exists():
-        df, titles = read_table(folder / "ratings.dat", "::", False), read_titles_split(folder / "movies.dat", "::")
-    elif (folder / "u.data").exists():
-        df, titles = read_table(folder / "u.data", "\t", False), read_titles_split(folder / "u.item", "|")
+    layouts = (("ratings.csv", ",", True, "movies.csv"), ("ratings.dat", "::", False, "movies.dat"),
+               ("u.data", "\t", False, "u.item"))
+    for ratings, sep, header, titles_file in layouts:
+        if (folder / ratings).exists():
+            break
     else:
         raise DataNotFound(f"{folder} holds no ratings.csv, ratings.dat or u.data")
+    df = read_table(folder / ratings, sep, header)
+    titles = (read_titles_csv(folder / titles_file) if sep == "," else
+              read_titles_split(folder / titles_file, "::" if sep == "::" else "|"))
     df = drop_duplicates(df, duplicates, folder)
-    return MovieLens(name or folder.name, df.userId.to_numpy(), df.movieId.to_numpy(),
-                     df.rating.to_numpy(np.float32), titles, folder, df.timestamp.to_numpy())
+    ds = MovieLens(name or folder.name, df.userId.to_numpy(), df.movieId.to_numpy(),
+                   df.rating.to_numpy(np.float32), titles, folder, df.timestamp.to_numpy())
+    ds.duplicates = duplicates
+    ds.files = [folder / f for f in (ratings, titles_file) if (folder / f).exists()]  # read
+    return ds
 
 
 def drop_duplicates(df, keep, folder):

@@ -8,10 +8,14 @@
 3. ``download=True`` and ``name`` is a known release: fetch GroupLens's zip and unpack it there.
 
 What is checked, and when: a download's size against Content-Length; that the answer is a
-zip, and every member's CRC, before anything is unpacked; the ratings file's sha256 against the
-one published for the release (``RELEASES``; for releases without one, against the hash taken
-at download). A cached release is hashed once and the result kept in ``verified.json`` in
-minirec's cache folder, keyed by the file's path, size and modification time.
+zip, that it would not unpack past the free disk or far past its own size, and every member's
+CRC, before anything is unpacked; the ratings file's sha256 against the one minirec records for
+the release (``RELEASES``, taken from copies of GroupLens's files; GroupLens publishes no
+checksums; for releases without one, against the hash taken at download). A cached release is
+hashed once and the result kept in ``verified.json`` in minirec's cache folder, keyed by the
+file's path, size and modification time: on later loads a file whose size and time are
+unchanged is not hashed again (an edit that keeps both goes unseen until
+``minirec download NAME --verify`` hashes it anew).
 
 Downloads are atomic and safe to run twice at once: each unpacks into a private temporary
 folder (named with its process id, so that a later run can clear what a killed one left),
@@ -36,7 +40,8 @@ from .files import atomic_write
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"  # or $MINIREC_MIRROR
 
 # name -> (zip file, folder inside the zip, sha256 of the ratings file where it is known).
-# Checksums: ml-latest-small (2018 release) and ml-100k, from the project's data manifest.
+# Checksums: ml-latest-small (2018 release) and ml-100k, hashed by this project from copies of
+# GroupLens's files (its data manifest); GroupLens itself publishes none.
 RELEASES = {
     "ml-latest-small": ("ml-latest-small.zip", "ml-latest-small",
                         "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646"),
@@ -72,9 +77,10 @@ def default_data_home():
     return cache_home()
 
 
-def locate(name_or_path, data_home=None, download=True, force=False):
+def locate(name_or_path, data_home=None, download=True, force=False, verify_again=False):
     """The folder that holds ``name_or_path``'s files, downloading the release if needed;
-    ``force=True`` downloads a known release again, replacing the cached copy."""
+    ``force=True`` downloads a known release again, replacing the cached copy;
+    ``verify_again=True`` hashes a cached release's ratings file even if the ledger has it."""
     path = Path(name_or_path).expanduser()
     if path.is_dir() and not force:
         return path
@@ -87,7 +93,7 @@ def locate(name_or_path, data_home=None, download=True, force=False):
         raise DataNotFound(f"{name!r} is neither a folder, nor a folder in {home}, nor a known "
                            f"release ({', '.join(RELEASES)})")
     if folder.is_dir() and not force:
-        verify(folder, name)
+        verify(folder, name, again=verify_again)
         return folder
     if not download:
         raise DataNotFound(f"{name} is not in {home} and download=False. " + how_to_point(name))
@@ -159,16 +165,23 @@ def file_hash(path):
     return digest
 
 
-def verify(folder, name):
-    """Refuse a cached release whose ratings file is missing, or is not the release's bytes."""
+def verify(folder, name, again=False):
+    """Refuse a cached release whose ratings file is missing, or is not the release's bytes.
+    The hash comes from the ledger while the file's size and modification time are unchanged;
+    ``again=True`` hashes the file itself (``minirec download NAME --verify``)."""
     ratings = ratings_file(folder)
     if ratings is None or ratings.stat().st_size == 0:
         raise DataError(f"the cached {name} in {folder} holds no ratings file (an interrupted "
                         f"copy?). {refetch_hint(name)}")
     expected = RELEASES[name][2] or _read_ledger().get(f"download:{ratings.resolve()}")
     if expected is None:
-        return  # nothing published to check against, and not downloaded by minirec
-    got = file_hash(ratings)
+        if again:
+            raise DataError(f"{ratings} has no checksum to verify against: minirec has none "
+                            f"recorded for {name} and did not download this copy")
+        return  # nothing recorded to check against, and not downloaded by minirec
+    got = sha256(ratings) if again else file_hash(ratings)
+    if again:
+        _record(ratings, got)
     if got != expected:
         raise DataError(f"{ratings} is not the {name} release: its sha256 is {got}, expected "
                         f"{expected} (truncated, edited, or another release under this name?). "
@@ -180,7 +193,7 @@ def verify(folder, name):
 def fetch(name, home, url=None, force=False):
     """Download ``name``'s zip into ``home/name/``, checked, atomically, under a lock."""
     zip_name, inner, sha = RELEASES[name]
-    url = url or os.environ.get("MINIREC_MIRROR", GROUPLENS).rstrip("/") + "/" + zip_name
+    url = url or mirror().rstrip("/") + "/" + zip_name
     home = Path(home)
     try:
         home.mkdir(parents=True, exist_ok=True)
@@ -210,6 +223,17 @@ def fetch(name, home, url=None, force=False):
             return home / name
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def mirror():
+    """Where releases come from: ``$MINIREC_MIRROR`` (a URL, or a local folder holding the zip
+    files) or GroupLens."""
+    where = os.environ.get("MINIREC_MIRROR") or GROUPLENS
+    if "://" not in where:
+        if not Path(where).expanduser().is_dir():
+            raise DataNotFound(f"MINIREC_MIRROR is {where}, which is neither a URL nor a folder")
+        where = Path(where).expanduser().resolve().as_uri()
+    return where
 
 
 def lock_file(target):
@@ -287,10 +311,32 @@ def unpack(archive, folder, url):
         raise DataError(f"{url} answered with {what} (a proxy, captive portal or error page?)")
     try:
         with zipfile.ZipFile(archive) as z:
+            check_unpacked_size(z, archive, url)
             bad = z.testzip()
             if bad is not None:
                 raise DataError(f"{url}: the zip is corrupt (member {bad} fails its CRC check)")
             z.extractall(folder)
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(f"disk full while unpacking {url} into {folder.parent}") from None
+        raise DataError(f"{url}: the zip is corrupt ({e})") from e
+    except (zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{url}: the zip is corrupt ({e})") from e
     return folder
+
+
+MAX_RATIO = 50  # MovieLens zips unpack to 3-8 times their size; far more is not a release
+
+
+def check_unpacked_size(z, archive, url):
+    """Refuse, before unpacking, a zip whose members would fill the disk or are far larger than
+    any release (a zip bomb, or a damaged directory)."""
+    need = sum(info.file_size for info in z.infolist())
+    size = archive.stat().st_size
+    if need > MAX_RATIO * max(size, 1 << 20):
+        raise DataError(f"{url}: the zip says it unpacks to {need:,} bytes, {need / size:.0f} times "
+                        "its own size; no MovieLens release does: refusing it")
+    free = shutil.disk_usage(archive.parent).free
+    if need > free:
+        raise DataError(f"disk full: unpacking {url} needs {need / 1e6:,.0f} MB and "
+                        f"{archive.parent} has {free / 1e6:,.0f} MB free")

@@ -102,7 +102,7 @@ def same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def refuse_overlaps(outputs, inputs=()):
+def refuse_overlaps(outputs, inputs=None):
     """Refuse a command whose outputs land on one of its inputs or on each other.
 
     ``outputs``: {what: path} (``{"--save": "w.npz", "--plot-loss": "loss.png"}``);
@@ -110,7 +110,7 @@ def refuse_overlaps(outputs, inputs=()):
     weights file). Raises ``OSError`` naming both, before anything is written."""
     outputs = [(what, p) for what, p in outputs.items() if p]
     for k, (what, path) in enumerate(outputs):
-        for read_what, read_path in inputs.items():
+        for read_what, read_path in (inputs or {}).items():
             if read_path and same_file(path, read_path):
                 raise OSError(f"{what} {path} is {read_what} this command reads: it would be "
                               "overwritten; choose another path")

@@ -35,7 +35,7 @@ import numpy as np
 
 from .backend import cache_home
 from .datasets import load_movielens
-from .files import atomic_write
+from .files import atomic_write, refuse_overlaps
 from .optim import Adam
 from .registry import KINDS, title_of
 from .training import History
@@ -63,7 +63,8 @@ IMPROVED = {
 # Recipes for the kinds beyond the notebook (``minirec train --model svdpp --improved``),
 # chosen the same way (README, "SVD++").
 RECIPES = {**IMPROVED,
-           "svdpp": dict(model=dict(l2=1e-4), weight_decay=0.1, epochs=5, lr_max=5e-3)}
+           "svdpp": dict(model=dict(l2=1e-4, implicit_l2=3e-4, y_range=(0.0, 5.5)),
+                         weight_decay=0.05, epochs=6, lr_max=5e-3)}
 TRACK_USER, TRACK_MOVIE = 3, 6
 
 
@@ -124,10 +125,12 @@ def schedule_name(improved, course, keras1_schedule, as_written):
 
 def run(data="ml-latest-small", seed=42, keras1_schedule=False, improved=False, backend=None,
         json_path=None, weights_dir=None, verbose=1, duplicates="all", course=False,
-        plots_dir=None, as_written=False):
+        plots_dir=None, as_written=False, outputs=None):
     """The whole walk-through; returns (results, models, ds) and prints the final table. With
-    ``plots_dir``, each model's loss curves go to ``<plots_dir>/<model>.png``."""
+    ``plots_dir``, each model's loss curves go to ``<plots_dir>/<model>.png``; ``outputs``
+    ({what: path}) are refused if one of them is a file the data set was read from."""
     ds = load_movielens(data, duplicates=duplicates)
+    refuse_overlaps(outputs or {}, {f"the data file {p.name}": p for p in ds.files})
     train, valid = ds.split(0.8, seed=seed)
     if not len(valid) or not len(train):
         raise ValueError(f"the split of {ds.name} (seed {seed}) leaves {len(train)} training and "

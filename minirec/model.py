@@ -157,9 +157,15 @@ class Model:
         return self
 
     def fit(self, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True, verbose=1,
-            lr_schedule=None):
+            lr_schedule=None, nb_epoch=None):
         """Train; returns a ``History`` (``.history["loss"/"val_loss"/"lr"]``). ``x`` is
-        ``[users, movies]`` (indices); ``validation_data`` is ``([users, movies], y)``."""
+        ``[users, movies]`` (indices: arrays, lists or pandas columns); ``validation_data`` is
+        ``([users, movies], y)``. ``nb_epoch`` is Keras 1's name for ``epochs``, so the
+        notebook's own ``model.fit(..., nb_epoch=1, ...)`` runs as written."""
+        if nb_epoch is not None:
+            if epochs not in (1, nb_epoch):
+                raise ValueError(f"epochs={epochs} and nb_epoch={nb_epoch}: give one of them")
+            epochs = nb_epoch
         return fit(self, x, y, batch_size, epochs, validation_data, shuffle, verbose, lr_schedule)
 
     def fit_one_cycle(self, x, y, epochs, lr_max, batch_size=64, validation_data=None, verbose=1,

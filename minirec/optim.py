@@ -170,6 +170,9 @@ def one_cycle_lr(step, n_steps, lr_max, div=25.0, final_div=1e4, pct_start=0.25)
 
         cos_anneal(a, b, x) = b + (a - b) · (1 + cos(π x)) / 2,   x going 0 -> 1
     """
+    if not (div > 0 and final_div > 0 and 0 <= pct_start < 1):
+        raise ValueError(f"one cycle needs div > 0, final_div > 0 and 0 <= pct_start < 1, got "
+                         f"div={div!r}, final_div={final_div!r}, pct_start={pct_start!r}")
     warm = max(1, int(round(pct_start * n_steps)))
     if step < warm:
         a, b, x = lr_max / div, lr_max, step / warm

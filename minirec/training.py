@@ -121,10 +121,9 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     epochs = checks.whole_number("epochs", epochs, 0)
     checks.finite_positive("the learning rate (optimizer.lr)", model.optimizer.lr)
     if validation_data is not None:
-        (vu, vm), vy = validation_data
-        vu, vm = checks.inputs([vu, vm], model.n_users, model.n_movies, model.xp)
-        validation_data = ([vu, vm], checks.ratings(vy, len(vu), model.xp, model.dtype))
-        validation_data = validation_data if len(vu) else None
+        validation_data = checks.validation_data(validation_data, model.n_users, model.n_movies,
+                                                 model.xp, model.dtype)
+        validation_data = validation_data if len(validation_data[1]) else None
     n = len(y)
     if n == 0:
         raise ValueError("fit needs at least one training rating")

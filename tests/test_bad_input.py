@@ -142,7 +142,7 @@ def test_a_missing_matplotlib_says_which_extra_to_install(weights, release, tmp_
 
 @pytest.mark.parametrize("args, fragment", [
     (["train", "--batch-size", 0], "--batch-size: must be >= 1, got 0"),
-    (["train", "--model", "dot", "--improved"], "--improved is a recipe for bias and nn, not dot"),
+    (["train", "--model", "dot", "--improved"], "--improved is a recipe for bias, nn, svdpp, not dot"),
     (["train", "--lr", 0], "--lr: must be a finite number > 0"),
     (["train", "--lr", "-0.1"], "--lr: must be a finite number > 0"),
     (["train", "--epochs", "-3"], "--epochs: must be >= 0, got -3"),
