@@ -27,11 +27,15 @@ def pca(X, n_components):
     """
     xp = get_array_module(X)
     X = X.astype(xp.float64)
-    if not 1 <= n_components <= min(X.shape):
-        raise ValueError(f"n_components must be in 1..{min(X.shape)}, got {n_components}")
+    if not 1 <= n_components <= min(X.shape[0] - 1, X.shape[1]):
+        raise ValueError(f"PCA of {X.shape[0]} rows of {X.shape[1]} numbers has at most "
+                         f"{max(0, min(X.shape[0] - 1, X.shape[1]))} components; asked for "
+                         f"{n_components} (use more movies, --among, or fewer --components)")
     mean = X.mean(axis=0)
     Xc = X - mean
     U, S, Vt = xp.linalg.svd(Xc, full_matrices=False)
+    if not float((S ** 2).sum()) > 0:
+        raise ValueError(f"the {X.shape[0]} rows are all the same: there is no variance to explain")
     components = Vt[:n_components]
     biggest = xp.argmax(xp.abs(components), axis=1)
     signs = xp.sign(components[xp.arange(n_components), biggest])
@@ -214,9 +218,14 @@ def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256
     the median number of training ratings of the recommended movies (how popular they are).
     """
     k = positive("k", k)
+    if k > n_movies:
+        raise ValueError(f"k = {k} is more than the {n_movies:,} movies there are to rank")
     tu, tm = to_numpy(train.user), to_numpy(train.movie)
     relevant = to_numpy(test.rating) >= threshold
     users = np.unique(to_numpy(test.user)[relevant])
+    if len(users) == 0:
+        raise ValueError(f"no held-out rating is {threshold:g} or more, so no user has a relevant "
+                         "movie and the ranking metrics are undefined")
     popularity = np.bincount(tm, minlength=n_movies).astype(np.float64)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     totals, movies, picked = np.zeros(3), np.arange(n_movies), []

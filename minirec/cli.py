@@ -27,6 +27,7 @@ import zipfile
 
 from . import commands
 from . import models  # noqa: F401  (the built-in kinds register themselves)
+from .backend import default_threads
 from .registry import KINDS
 
 USER_ERRORS = (OSError, ValueError, KeyError, RuntimeError, FloatingPointError, EOFError,
@@ -52,6 +53,7 @@ def main(argv=None):
                                                             file=sys.stderr)
         try:
             with threads_setting(getattr(args, "threads", None)):
+                default_threads()  # a bad MINIREC_THREADS is named now, not blamed on a file later
                 return args.run(args) or 0
         except USER_ERRORS as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -12,9 +12,7 @@ zip, that it would not unpack past the free disk or far past its own size, and e
 CRC, before anything is unpacked; the ratings file's sha256 against the one minirec records for
 the release (``RELEASES``, taken from copies of GroupLens's files; GroupLens publishes no
 checksums; for releases without one, against the hash taken at download). A cached release is
-hashed once and the result kept in ``verified.json`` in minirec's cache folder, keyed by the
-file's path, size and modification time: on later loads a file whose size and time are
-unchanged is not hashed again (an edit that keeps both goes unseen until
+hashed once (``checksums.py``: a ledger keyed by the file's path, size and modification time;
 ``minirec download NAME --verify`` hashes it anew).
 
 Downloads are atomic and safe to run twice at once: each unpacks into a private temporary
@@ -25,7 +23,6 @@ import errno
 import fcntl
 import hashlib
 import http.client
-import json
 import os
 import shutil
 import tempfile
@@ -35,7 +32,7 @@ import zipfile
 from pathlib import Path
 
 from .backend import cache_home
-from .files import atomic_write
+from .checksums import DataError, _record_download, ratings_file, sha256, verify
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"  # or $MINIREC_MIRROR
 
@@ -54,11 +51,6 @@ RELEASES = {
     "ml-32m": ("ml-32m.zip", "ml-32m", None),
     "ml-latest": ("ml-latest.zip", "ml-latest", None),
 }
-RATINGS_FILES = ("ratings.csv", "ratings.dat", "u.data")
-
-
-class DataError(ValueError):
-    """A MovieLens file is malformed or not what it claims; the message names the file."""
 
 
 class DataNotFound(FileNotFoundError):
@@ -93,7 +85,7 @@ def locate(name_or_path, data_home=None, download=True, force=False, verify_agai
         raise DataNotFound(f"{name!r} is neither a folder, nor a folder in {home}, nor a known "
                            f"release ({', '.join(RELEASES)})")
     if folder.is_dir() and not force:
-        verify(folder, name, again=verify_again)
+        verify(folder, name, RELEASES[name][2], again=verify_again)
         return folder
     if not download:
         raise DataNotFound(f"{name} is not in {home} and download=False. " + how_to_point(name))
@@ -103,89 +95,6 @@ def locate(name_or_path, data_home=None, download=True, force=False, verify_agai
 def how_to_point(name):
     return (f"Point minirec at a local copy: set MINIREC_DATA to a folder that holds {name}/, "
             f"pass data_home=..., or give the path of the release's folder.")
-
-
-def refetch_hint(name):
-    return f"Fetch it again with `minirec download {name} --force`."
-
-
-def ratings_file(folder):
-    for file in RATINGS_FILES:
-        if (Path(folder) / file).is_file():
-            return Path(folder) / file
-    return None
-
-
-# ----- checking a release ------------------------------------------------------------------------
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _ledger():
-    return cache_home() / "verified.json"
-
-
-def _read_ledger():
-    try:
-        return json.loads(_ledger().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_ledger(**entries):
-    """Add entries to the ledger; a cache folder that cannot be written only means hashing
-    again next time."""
-    ledger = {**_read_ledger(), **entries}
-    try:
-        _ledger().parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(_ledger(), lambda f: f.write(json.dumps(ledger, indent=1).encode()))
-    except OSError:
-        pass
-
-
-def _record(path, digest):
-    """Remember a file's hash, by path, size and modification time, so that it is hashed once."""
-    st = path.stat()
-    _write_ledger(**{str(path.resolve()): {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                           "sha256": digest}})
-
-
-def file_hash(path):
-    """sha256 of ``path``, from the ledger when the file has not changed since it was hashed."""
-    entry, st = _read_ledger().get(str(path.resolve())), path.stat()
-    if entry and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns:
-        return entry["sha256"]
-    digest = sha256(path)
-    _record(path, digest)
-    return digest
-
-
-def verify(folder, name, again=False):
-    """Refuse a cached release whose ratings file is missing, or is not the release's bytes.
-    The hash comes from the ledger while the file's size and modification time are unchanged;
-    ``again=True`` hashes the file itself (``minirec download NAME --verify``)."""
-    ratings = ratings_file(folder)
-    if ratings is None or ratings.stat().st_size == 0:
-        raise DataError(f"the cached {name} in {folder} holds no ratings file (an interrupted "
-                        f"copy?). {refetch_hint(name)}")
-    expected = RELEASES[name][2] or _read_ledger().get(f"download:{ratings.resolve()}")
-    if expected is None:
-        if again:
-            raise DataError(f"{ratings} has no checksum to verify against: minirec has none "
-                            f"recorded for {name} and did not download this copy")
-        return  # nothing recorded to check against, and not downloaded by minirec
-    got = sha256(ratings) if again else file_hash(ratings)
-    if again:
-        _record(ratings, got)
-    if got != expected:
-        raise DataError(f"{ratings} is not the {name} release: its sha256 is {got}, expected "
-                        f"{expected} (truncated, edited, or another release under this name?). "
-                        f"{refetch_hint(name)}")
 
 
 # ----- fetching a release -------------------------------------------------------------------------
@@ -204,7 +113,7 @@ def fetch(name, home, url=None, force=False):
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the folder
         clear_leftovers(home, name)
         if (home / name).is_dir() and not force:
-            verify(home / name, name)
+            verify(home / name, name, sha)
             return home / name
         work = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=home))
         try:
@@ -247,12 +156,6 @@ def lock_file(target):
         except OSError:
             continue
     raise DataNotFound(f"cannot write a lock file for {target}. " + how_to_point(Path(target).name))
-
-
-def _record_download(ratings, digest):
-    """Keep the hash a release without a published checksum had when it was downloaded."""
-    _write_ledger(**{f"download:{ratings.resolve()}": digest})
-    _record(ratings, digest)
 
 
 def install(unpacked, target, work):

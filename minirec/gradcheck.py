@@ -210,7 +210,6 @@ def check_mse(seed=0):
 
 
 def check_l2(seed=0):
-    from .losses import L2
     W, reg = _rng(seed).standard_normal((4, 3)), L2(1e-2)
     num = numerical_gradient(lambda: reg.penalty(W), W)
     return {"L2 penalty": compare("l2", reg.gradient(W), num, SMOOTH_BOUND)}

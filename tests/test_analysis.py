@@ -38,8 +38,10 @@ def test_pca_reconstruction_error_is_the_discarded_variance():
     residual = X - (two.mean + two.scores @ two.components)
     total = ((X - X.mean(0)) ** 2).sum()
     assert (residual ** 2).sum() == pytest.approx(total * (1 - two.explained_variance_ratio.sum()))
-    with pytest.raises(ValueError, match="n_components"):
+    with pytest.raises(ValueError, match="at most 6 components; asked for 7"):
         pca(X, 7)
+    with pytest.raises(ValueError, match="no variance"):
+        pca(np.ones((5, 3)), 2)
 
 
 def test_pca_signs_are_stable_under_row_order_and_negation():

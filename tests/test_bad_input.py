@@ -14,8 +14,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from minirec.synthetic import synthetic_movielens, write_release
+from minirec.weights import digest
 from servers import Response
 
 TRACEBACK = "Traceback"
@@ -113,10 +116,10 @@ def test_bad_weights_files_are_one_line(release, weights, tmp_path, content, fra
     elif isinstance(content, str):
         with np.load(weights[0]) as data:
             arrays = {k: data[k] for k in data.files}
-        record = json.loads(str(arrays["__config__"]))
+        record = json.loads(str(arrays.pop("__config__")))
         record.update({"class": "Wat"} if content == "unknown class" else {"class": "DotProduct", "colour": 1})
-        arrays["__config__"] = np.array(json.dumps(record))
-        np.savez(bad, **arrays)
+        record["digest"] = digest(arrays, record)  # a consistent file, as another program would write
+        np.savez(bad, **arrays, __config__=np.array(json.dumps(record)))
     else:
         bad.write_bytes(content)
     refused(minirec("evaluate", "--weights", bad, "--data", release, cwd=tmp_path), fragment)
@@ -306,3 +309,336 @@ def test_duplicate_pairs_are_reported_and_the_copy_to_keep_is_chosen(tmp_path):
         p = minirec("train", "--data", data, "--duplicates", keep, "--epochs", 1, "-q", cwd=tmp_path)
         assert p.returncode == 0 and "1 (user, movie) pairs are rated more than once" in p.stderr
         assert fragment in p.stderr
+
+
+# ----- 8. no command writes over one of its own inputs, or over another of its outputs -----------
+
+def test_no_command_writes_over_its_inputs_or_its_other_outputs(release, weights, tmp_path):
+    ratings = (release / "ratings.csv").read_bytes()
+    refused(minirec("train", "--data", release, "--save", release / "ratings.csv", "--epochs", 1,
+                    cwd=tmp_path), "--save", "the data file ratings.csv this command reads")
+    assert (release / "ratings.csv").read_bytes() == ratings
+    out = tmp_path / "same.png"
+    refused(minirec("train", "--data", release, "--save", out, "--plot-loss", out, cwd=tmp_path),
+            "--save and --plot-loss are the same file")
+    w = weights[0].read_bytes()
+    refused(minirec("pca", "--weights", weights[0], "--data", release, "--plot", weights[0],
+                    cwd=tmp_path), "the weights file this command reads")
+    assert weights[0].read_bytes() == w
+    p = minirec("lesson4", "--data", release, "--json", release / "movies.csv", cwd=tmp_path)
+    refused(p, "--json", "the data file movies.csv")
+    assert "Epoch" not in p.stdout and not (tmp_path / "same.png").exists()
+
+
+# ----- 9. one validated reader of weights files -----------------------------------------------------
+
+def rewrite(path, target, change_record=None, change_arrays=None, keep_digest=False):
+    """Write ``target``: ``path``'s arrays and record, changed; its digest made to fit unless
+    ``keep_digest`` (the old digest stays, as after damage)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    record = json.loads(str(arrays.pop("__config__")))
+    if change_arrays:
+        change_arrays(arrays)
+    if change_record:
+        record = change_record(record)
+    if isinstance(record, dict) and not keep_digest:
+        record["digest"] = digest(arrays, record)
+    np.savez(target, **arrays, __config__=np.array(json.dumps(record)))
+    return target
+
+
+def npy_bytes(a):
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def huge_header(path, target):
+    """A member whose .npy header declares (10^12, 50) while holding a few bytes."""
+    import zipfile as zf
+    with zf.ZipFile(path) as z, zf.ZipFile(target, "w") as out:
+        for info in z.infolist():
+            data = z.read(info)
+            if info.filename == "user_embedding.W.npy":
+                header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 50), np.float32))
+                header["shape"] = (10**12, 50)
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, header)
+                data = buf.getvalue() + data[-200:]
+            out.writestr(info.filename, data)
+    return target
+
+
+HOSTILE = {
+    "a single .npy": (lambda w, t: (t.write_bytes(npy_bytes(np.zeros(3))), t)[1], "is a single .npy array"),
+    "config not an object": (lambda w, t: rewrite(w, t, lambda r: [1, 2]), "JSON but not an object"),
+    "split without a seed": (lambda w, t: rewrite(w, t, lambda r: {**r, "split": {"train_fraction": 0.8}}),
+                             "its split record has no 'seed'"),
+    "split of 1.5": (lambda w, t: rewrite(w, t, lambda r: {**r, "split": {"seed": 1, "train_fraction": 1.5}}),
+                     "train_fraction is 1.5"),
+    "no n_factors": (lambda w, t: rewrite(w, t, lambda r: {k: v for k, v in r.items() if k != "n_factors"}),
+                     "has no 'n_factors'"),
+    "format 99": (lambda w, t: rewrite(w, t, lambda r: {**r, "format": 99}), "has format 99"),
+    "10^12 users": (lambda w, t: rewrite(w, t, lambda r: {**r, "n_users": 10**12}),
+                    "n_users = 1,000,000,000,000"),
+    "a huge header": (huge_header, "declares shape (1000000000000, 50)"),
+    "NaN weights": (lambda w, t: rewrite(w, t, change_arrays=lambda a: a["movie_bias.W"].__setitem__(0, np.nan)),
+                    "movie_bias.W holds NaN or infinite weights"),
+    "ids as text": (lambda w, t: rewrite(w, t, change_arrays=lambda a: a.__setitem__("__user_ids__", a["__user_ids__"].astype(str))),
+                    "__user_ids__ must be a 1-D array of whole-number ids"),
+    "ids as floats": (lambda w, t: rewrite(w, t, change_arrays=lambda a: a.__setitem__("__user_ids__", a["__user_ids__"] + 0.5)),
+                      "__user_ids__ must be a 1-D array of whole-number ids"),
+    "repeated ids": (lambda w, t: rewrite(w, t, change_arrays=lambda a: a["__movie_ids__"].__setitem__(1, a["__movie_ids__"][0])),
+                     "__movie_ids__ repeats ids"),
+    "edited after saving": (lambda w, t: rewrite(w, t, lambda r: {**r, "y_range": [0, 9]}, keep_digest=True),
+                            "do not match the digest"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_hostile_weights_file_is_one_line_naming_the_file(weights, release, tmp_path, case):
+    make, fragment = HOSTILE[case]
+    bad = make(weights[0], tmp_path / "bad.npz")
+    refused(minirec("evaluate", "--weights", bad, "--data", release, cwd=tmp_path), str(bad), fragment)
+
+
+def test_weights_with_other_settings_are_refused_naming_both_values(tmp_path):
+    from minirec import DotProductBias
+    DotProductBias(5, 6, n_factors=3, y_range=(0, 5.5), backend="numpy").save_weights(tmp_path / "w.npz")
+    with pytest.raises(ValueError, match=r"y_range = \[0.0, 5.5\], but this DotProductBias has y_range = None"):
+        DotProductBias(5, 6, n_factors=3, backend="numpy").load_weights(tmp_path / "w.npz")
+
+
+def saved_model(tmp_path):
+    from minirec import Adam, DotProductBias
+    rng = np.random.default_rng(0)
+    model = DotProductBias(6, 7, n_factors=3, seed=0, backend="numpy").compile(Adam(0.05))
+    model.fit([rng.integers(0, 6, 80), rng.integers(0, 7, 80)], rng.integers(1, 6, 80) * 1.0, verbose=0)
+    ds = synthetic_movielens(6, 7, 40, seed=0)
+    model.save_weights(tmp_path / "good.npz", data=ds if (ds.n_users, ds.n_movies) == (6, 7) else None, seed=1)
+    return model, (tmp_path / "good.npz").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def good_file(tmp_path_factory):
+    return saved_model(tmp_path_factory.mktemp("good"))
+
+
+def damaged(raw, how, where, value):
+    data = bytearray(raw)
+    if how == "truncate":
+        return bytes(data[:where % len(data)])
+    if how == "flip":
+        data[where % len(data)] ^= 1 + value % 255
+        return bytes(data)
+    return bytes(data[:where % len(data)]) + bytes([value]) * 7 + bytes(data[where % len(data):])
+
+
+@given(how=st.sampled_from(["truncate", "flip", "insert"]), where=st.integers(0, 10**6),
+       value=st.integers(0, 255))
+def test_random_damage_loads_the_same_model_or_gives_one_line(good_file, how, where, value):
+    """Whatever the damage, loading gives back the saved model or a WeightsError that names the
+    file in one line: never another exception, a MemoryError, or a quietly different model."""
+    import tempfile
+    from minirec.weights import WeightsError, model_from_weights
+    model, raw = good_file
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "w.npz")
+        with open(path, "wb") as f:
+            f.write(damaged(raw, how, where, value))
+        try:
+            back = model_from_weights(path, backend="numpy")
+        except WeightsError as e:
+            assert path in str(e) and "\n" not in str(e)
+            return
+    for name, p in model.params.items():
+        np.testing.assert_array_equal(back.params[name], p)
+
+
+@given(edit=st.sampled_from(["drop", "shape", "dtype", "record"]), seed=st.integers(0, 100))
+def test_edited_arrays_or_records_are_refused(good_file, tmp_path_factory, edit, seed):
+    from minirec.weights import WeightsError, model_from_weights
+    model, raw = good_file
+    folder = tmp_path_factory.mktemp("edit")
+    (folder / "w.npz").write_bytes(raw)
+    name = sorted(model.params)[seed % len(model.params)]
+    change = {"drop": lambda a: a.pop(name),
+              "shape": lambda a: a.__setitem__(name, np.zeros((a[name].shape[0] + 1, 3), np.float32)),
+              "dtype": lambda a: a.__setitem__(name, a[name].astype(np.float64)),
+              "record": None}[edit]
+    record = (lambda r: {**r, "l2": r["l2"] * 2}) if edit == "record" else None
+    bad = rewrite(folder / "w.npz", folder / "bad.npz", record, change, keep_digest=True)
+    with pytest.raises(WeightsError, match="bad.npz"):
+        model_from_weights(bad, backend="numpy")
+
+
+# ----- 10. the notebook's own lines, with pandas -----------------------------------------------------
+
+def test_the_notebooks_own_calls_work_with_pandas_columns():
+    """Cells 10-14 and 31 of the homework, as written (nb_epoch and all), on synthetic ratings."""
+    import pandas as pd
+    from minirec import Adam, DotProduct
+    ds = synthetic_movielens(40, 50, 2000, seed=0)
+    ratings = pd.DataFrame({"userId": ds.user_ids[ds.user], "movieId": ds.movie_ids[ds.movie],
+                            "rating": ds.rating})
+    users, movies = ratings.userId.unique(), ratings.movieId.unique()
+    userid2idx = {o: i for i, o in enumerate(users)}
+    movieid2idx = {o: i for i, o in enumerate(movies)}
+    ratings.movieId = ratings.movieId.apply(lambda x: movieid2idx[x])
+    ratings.userId = ratings.userId.apply(lambda x: userid2idx[x])
+    n_users, n_movies = ratings.userId.nunique(), ratings.movieId.nunique()
+    msk = np.random.default_rng(0).random(len(ratings)) < 0.8
+    trn, val = ratings[msk], ratings[~msk]
+    model = DotProduct(n_users, n_movies, 5, l2=1e-4, backend="numpy")
+    model.compile(Adam(0.001), loss="mse")
+    history = model.fit([trn.userId, trn.movieId], trn.rating, batch_size=64, nb_epoch=1,
+                        validation_data=([val.userId, val.movieId], val.rating))
+    assert len(history.epoch) == 1 and np.isfinite(history.history["val_loss"][0])
+    predict = np.squeeze(model.predict([np.array([3]), np.array([6])])).item()
+    assert predict == pytest.approx(model.predict([[3], [6]])[0])
+    as_floats = model.predict([trn.userId.to_numpy(float), trn.movieId.to_numpy(float)])
+    np.testing.assert_array_equal(as_floats, model.predict([trn.userId, trn.movieId]))
+    with pytest.raises(ValueError, match=r"validation_data must be \(\[users, movies\], ratings\)"):
+        model.fit([trn.userId, trn.movieId], trn.rating, validation_data=(val.userId, val.movieId, val.rating))
+    with pytest.raises(ValueError, match="user ids must be whole-number indices, got dtype <U1"):
+        model.predict([["x"], [1]])
+
+
+# ----- 11. saving, disks and the cache -----------------------------------------------------------
+
+def test_a_full_disk_names_the_path_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    from minirec import DotProduct
+    path = tmp_path / "w.npz"
+    model = DotProduct(3, 3, n_factors=2, backend="numpy")
+    model.save_weights(path)
+    old = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError, match=rf"cannot write {path}: the disk is full; the old file"):
+        model.save_weights(path)
+    assert path.read_bytes() == old and files(tmp_path) == ["w.npz"]
+
+
+def test_what_a_killed_save_left_is_swept_by_the_next(release, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / f".w.npz.{dead}.abc.part").write_bytes(b"half")
+    live = tmp_path / f".w.npz.{os.getpid()}.def.part"  # a writer still running keeps its file
+    live.write_bytes(b"busy")
+    p = minirec("train", "--data", release, "--epochs", 1, "-q", "--save", tmp_path / "w.npz", cwd=tmp_path)
+    assert p.returncode == 0 and files(tmp_path) == sorted([live.name, "data", "w.npz"])
+
+
+def test_a_zip_that_would_unpack_far_past_its_size_is_refused(server, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("ml-1m/ratings.dat", "1::2::3::4\n" + "0" * 200_000_000)
+    server.routes["/ml-1m.zip"] = Response(buf.getvalue())
+    home = tmp_path / "home"
+    home.mkdir()
+    refused(minirec("download", "ml-1m", "--data-home", home, cwd=tmp_path,
+                    env={"MINIREC_MIRROR": server.url}), "times its own size", "refusing it")
+    assert files(home) == []
+
+
+def test_verify_catches_an_edit_that_kept_size_and_time_and_a_mirror_may_be_a_folder(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "ml-1m.zip").write_bytes(zipped(GOOD))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"MINIREC_MIRROR": str(mirror), "MINIREC_DATA": str(home)}
+    assert minirec("download", "ml-1m", cwd=tmp_path, env=env).returncode == 0
+    ratings = home / "ml-1m" / "ratings.dat"
+    st_ = ratings.stat()
+    ratings.write_text(ratings.read_text().replace("3", "5"))  # same size
+    os.utime(ratings, ns=(st_.st_atime_ns, st_.st_mtime_ns))   # same time
+    assert minirec("train", "--data", "ml-1m", "--epochs", 1, "-q", cwd=tmp_path, env=env).returncode == 0
+    refused(minirec("download", "ml-1m", "--verify", cwd=tmp_path, env=env), "is not the ml-1m release")
+    refused(minirec("download", "ml-1m", cwd=tmp_path, env={"MINIREC_MIRROR": str(tmp_path / "nope"),
+                                                          "MINIREC_DATA": str(tmp_path)}),
+            "neither a URL nor a folder")
+
+
+# ----- 12. messages that mislead ------------------------------------------------------------------
+
+def test_messages_that_used_to_mislead(release, weights, tmp_path):
+    refused(minirec("evaluate", "--weights", weights[0], "--data", release, cwd=tmp_path,
+                    env={"MINIREC_THREADS": "abc"}), "MINIREC_THREADS must be a whole number")
+    refused(minirec("evaluate", "--weights", weights[0], "--data", release, "--ranking", "-k", 99999,
+                    cwd=tmp_path), "k = 99999 is more than the 90 movies")
+    refused(minirec("pca", "--weights", weights[0], "--data", release, "--among", 1, cwd=tmp_path),
+            "at most 0 components")
+    p = minirec("similar", "--weights", weights[0], "--data", release, "--movie", "3", "-k", 2, cwd=tmp_path)
+    assert p.returncode == 0 and "(movie id 3)" in p.stdout and "read as the movie id 3" in p.stderr
+
+
+def test_ranking_without_relevant_ratings_and_recommendations_with_nothing_left(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [f"{u},{m},{2 if u < 3 else 3},0" for u in range(1, 6) for m in range(1, 13)]
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n")
+    assert minirec("train", "--data", data, "--epochs", 1, "-q", "--save", tmp_path / "w.npz",
+                   cwd=tmp_path).returncode == 0
+    refused(minirec("evaluate", "--weights", tmp_path / "w.npz", "--data", data, "--ranking",
+                    cwd=tmp_path), "no held-out rating is 4 or more")
+    refused(minirec("recommend", "--weights", tmp_path / "w.npz", "--data", data, "--user", 1,
+                    cwd=tmp_path), "has rated every one of the 12 movies")
+
+
+def test_recommend_refuses_a_user_whose_every_rating_was_held_out(tmp_path):
+    seed = next(s for s in range(1000) if not (np.random.default_rng(s).random(9) < 0.8)[-1])
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [f"{u},{m},4,0" for u, m in [(1, 1), (1, 2), (2, 1), (2, 3), (3, 2), (3, 3), (4, 1), (4, 2), (5, 3)]]
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n")
+    assert minirec("train", "--data", data, "--epochs", 1, "-q", "--seed", seed, "--save",
+                   tmp_path / "w.npz", cwd=tmp_path).returncode == 0
+    refused(minirec("recommend", "--weights", tmp_path / "w.npz", "--data", data, "--user", 5,
+                    cwd=tmp_path), "user 5 has no ratings in the split the weights were trained on")
+
+
+def test_lesson4_refuses_a_split_without_validation_before_training(tmp_path):
+    seed = next(s for s in range(1000) if (np.random.default_rng(s).random(3) < 0.8).all())
+    data = tmp_path / "three"
+    data.mkdir()
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4,0\n1,2,3,0\n2,1,5,0\n")
+    p = minirec("lesson4", "--data", data, "--seed", seed, cwd=tmp_path)
+    refused(p, "leaves 3 training and 0 validation ratings")
+    assert "Epoch" not in p.stdout
+
+
+def test_evaluating_without_the_duplicates_setting_says_which_setting(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [f"{u},{m},{(u * m) % 5 + 1},0" for u in range(1, 9) for m in range(1, 9)] + ["1,1,2,9"]
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n")
+    assert minirec("train", "--data", data, "--duplicates", "last", "--epochs", 1, "-q", "--save",
+                   tmp_path / "w.npz", cwd=tmp_path).returncode == 0
+    p = minirec("evaluate", "--weights", tmp_path / "w.npz", "--data", data, cwd=tmp_path)
+    last = p.stderr.strip().splitlines()[-1]  # after the warning that the pair repeats
+    assert p.returncode == 2 and TRACEBACK not in p.stderr and last.startswith("minirec: error:")
+    assert "read with --duplicates last" in last
+
+
+def test_the_api_says_what_it_means(tmp_path):
+    import warnings
+    from minirec import Adam, DotProductBias, load_movielens
+    from minirec.weights import model_from_weights
+    ds = synthetic_movielens(20, 30, 600, seed=0)
+    model = DotProductBias(ds.n_users, ds.n_movies, n_factors=3, backend="numpy").compile(Adam())
+    with pytest.raises(ValueError, match="div > 0"):
+        model.fit_one_cycle(ds.x, ds.y, 1, 0.01, div=0)
+    model.save_weights(tmp_path / "a.npz", data=ds, seed=42)  # the README's own form
+    assert model_from_weights(tmp_path / "a.npz", ds, backend="numpy").trained_on["split"] == \
+        {"seed": 42, "train_fraction": 0.8}
+    model.save_weights(tmp_path / "b.npz")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model_from_weights(tmp_path / "b.npz", ds, backend="numpy")
+    text = " ".join(str(w.message) for w in caught)
+    assert "saved without data=" in text and "older minirec" not in text
