@@ -1,11 +1,13 @@
 """minirec: collaborative filtering from scratch (NumPy, Numba, CuPy), after fast.ai's Lesson 4."""
 from .activations import Clip, Dropout, ReLU, SigmoidRange
 from .datasets import DataError, DataNotFound, MovieLens, load_movielens
+from .ease import EASE
 from .guards import ModelError
 from .layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Layer, Offset
 from .losses import L2, BalancedL2, mse
 from .model import Model
 from .models import DotProduct, DotProductBias, NeuralNet, Recommender, SVDpp
+from .objectives import BPR, MSE
 from .optim import SGD, Adam, one_cycle_lr
 from .registry import register
 from .synthetic import synthetic_movielens
@@ -13,7 +15,7 @@ from .training import History, TrainingDiverged
 
 __version__ = "0.2.0"
 
-__all__ = ["Adam", "BalancedL2", "Clip", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
+__all__ = ["Adam", "BPR", "BalancedL2", "EASE", "MSE", "Clip", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
            "DotProduct", "DotProductBias", "Dropout", "Embedding", "EmbeddingBag", "History", "L2",
            "Layer", "Model", "ModelError", "MovieLens", "NeuralNet", "Offset", "ReLU",
            "Recommender", "SGD", "SVDpp", "SigmoidRange", "TrainingDiverged", "load_movielens",

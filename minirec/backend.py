@@ -116,7 +116,7 @@ def to_xp(a, xp, dtype=None):
 
 
 def seeded_rngs(seed, n):
-    """``n`` independent NumPy generators from one seed (init, shuffling, dropout, ...).
+    """``n`` independent NumPy generators from one seed (init, shuffling, dropout, negatives).
 
     Spawning from one ``SeedSequence`` keeps the streams independent, so drawing more dropout
     masks never changes the shuffling order, and the same seed always gives the same run.

@@ -233,15 +233,21 @@ def tiny_batch(n_users=5, n_movies=6, n=9, seed=0):
 
 
 def check_model(model, label, bound, seed=0):
-    """Check every parameter of ``model`` (built in float64) through ``loss_and_grads``."""
+    """Check every parameter of ``model`` (built in float64) through ``loss_and_grads``, under
+    the objective it was compiled with (MSE, or BPR with its negatives drawn the same way for
+    every evaluation)."""
     users, movies, y = tiny_batch(model.n_users, model.n_movies, seed=seed)
-    dropout_state = model.dropout_rng.bit_generator.state
+    states = [(rng, rng.bit_generator.state) for rng in (model.dropout_rng, model.negative_rng)]
 
-    def loss():  # restore the dropout generator so every evaluation uses the same masks
-        model.dropout_rng.bit_generator.state = dropout_state
+    def same_draws():  # every evaluation uses the same dropout masks (and BPR negatives)
+        for rng, state in states:
+            rng.bit_generator.state = state
+
+    def loss():
+        same_draws()
         return model.loss_and_grads([users, movies], y, training=True)[0]
 
-    model.dropout_rng.bit_generator.state = dropout_state
+    same_draws()
     _, grads = model.loss_and_grads([users, movies], y, training=True)
     grads = {k: np.array(v) for k, v in grads.items()}
     return {f"{label} ({name})": compare(f"{label}.{name}", grads[name],

@@ -1,12 +1,16 @@
-"""Mean squared error and the L2 regulariser, each with its gradient.
+"""The losses — mean squared error, the BPR ranking loss — and the L2 regularisers, each with
+its gradient (``objectives.py`` says which one a model trains on).
 
-Training loss (what ``fit`` prints as ``loss``):
+Training loss (what ``fit`` prints as ``loss``), for MSE:
 
     L = (1/N) * sum_i (r̂_i - r_i)**2  +  sum over regularised tables T of  λ_T * sum(T**2)
 
 Validation loss (``val_loss``) is the plain MSE, *without* the penalty, so it measures only how
-well ratings are predicted. Keras 1 did the same: its weight regulariser returned
-``K.in_train_phase(loss + penalty, loss)``, so only the training loss carried the penalty.
+well ratings are predicted. Keras 1.0 and 1.1 did the same: their weight regulariser returned
+``K.in_train_phase(regularized_loss, loss)`` (keras-team/keras, tag 1.1.0,
+keras/regularizers.py line 95). From Keras 1.2.0 the penalties join the model's total loss
+(tag 1.2.0, keras/engine/training.py lines 628-631), which the test function evaluates too
+(line 733): there ``val_loss`` includes the penalty.
 """
 import numpy as np
 
@@ -21,6 +25,23 @@ def mse(pred, y):
     diff = pred - y
     n = diff.shape[0]
     return float(diff @ diff) / n, diff * (2.0 / n)  # diff @ diff = Σ diff²
+
+
+def bpr(pos, neg):
+    """The BPR loss (Rendle et al. 2009) and its gradients, with x = pos - neg (N,):
+
+        loss = mean log(1 + e^-x) = -mean log σ(x)
+        dpos = -σ(-x) / N,   dneg = +σ(-x) / N
+
+    log(1 + e^-x) is computed as logaddexp(0, -x) and σ(-x) as exp(-logaddexp(0, x)), which
+    never overflow.
+    """
+    xp = get_array_module(pos)
+    x = pos - neg
+    n = x.shape[0]
+    s = xp.exp(-xp.logaddexp(0.0, x))  # σ(-x) = 1 / (1 + e^x), without overflow
+    g = s * (1.0 / n)
+    return float(xp.logaddexp(0.0, -x).sum()) / n, -g, g
 
 
 def mse_of(pred, y):

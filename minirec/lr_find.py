@@ -49,6 +49,7 @@ def lr_find(model, x, y, start_lr=1e-7, end_lr=10.0, num_it=None, batch_size=64,
         raise RuntimeError("call model.compile(optimizer) before lr_find")
     users, movies = checks.inputs(x, model.n_users, model.n_movies, model.xp)
     y = checks.ratings(y, len(users), model.xp, model.dtype)
+    users, movies, y = model.objective.prepare(users, movies, y, model.n_movies, model.negative_rng)
     batch_size = checks.whole_number("batch_size", batch_size, 1)
     if num_it is None:
         num_it = max(100, -(-len(y) // batch_size) // 2)
@@ -56,7 +57,8 @@ def lr_find(model, x, y, start_lr=1e-7, end_lr=10.0, num_it=None, batch_size=64,
     start_lr, end_lr = (checks.finite_positive(n, v) for n, v in (("start_lr", start_lr), ("end_lr", end_lr)))
     rates = start_lr * (end_lr / start_lr) ** (np.arange(num_it) / (num_it - 1))
     saved = Checkpoint(model, 1, None), model.optimizer.lr, [
-        (rng, rng.bit_generator.state) for rng in (model.shuffle_rng, model.dropout_rng)]
+        (rng, rng.bit_generator.state) for rng in (model.shuffle_rng, model.dropout_rng,
+                                                   model.negative_rng)]
     try:
         return _range_test(model, users, movies, y, rates, batch_size, stop_factor, beta)
     finally:

@@ -15,7 +15,8 @@ from . import checks, guards
 from .backend import (array_module, default_threads, numba_available, resolve_backend, seeded_rngs,
                       to_numpy, to_xp)
 from .layers import Embedding, EmbeddingBag, Layer
-from .losses import L2, mse, mse_of
+from .losses import L2, mse_of
+from .objectives import MSE, objective
 from .lr_find import lr_find
 from .ops import ops_for
 from .optim import one_cycle_lr
@@ -45,9 +46,10 @@ class Model:
         self.backend = resolve_backend(backend)
         self.xp, self.ops = array_module(self.backend), ops_for(self.backend)
         self.seed = seed
-        self.init_rng, self.shuffle_rng, self.dropout_rng = seeded_rngs(seed, 3)
+        self.init_rng, self.shuffle_rng, self.dropout_rng, self.negative_rng = seeded_rngs(seed, 4)
         self.regularisers, self.lookups = {}, {}
         self.optimizer, self.fused, self.threads = None, True, default_threads()
+        self.objective = MSE()  # what compile(loss=...) chooses: MSE or BPR (objectives.py)
 
     @classmethod
     def for_data(cls, n_users, n_movies, train, **kwargs):
@@ -125,22 +127,23 @@ class Model:
         raise NotImplementedError(f"{type(self).__name__} must define backward(dpred), passing "
                                   "each layer the forward used the gradient of its output")
 
-    def mse_and_grads(self, users, movies, y, training=True):
-        """One step's maths on checked arrays: cleared gradients, forward, the batch MSE,
-        backward, and the check that every parameter got its gradient (``guards.py``)."""
+    def batch_loss(self, users, movies, y, training=True):
+        """One step's maths on checked arrays: cleared gradients, the objective's loss through
+        forward and backward, and the check that every parameter got its gradient (``guards.py``)."""
         guards.clear_gradients(self)
-        loss, dpred = mse(self.forward(users, movies, training), y)
-        self.backward(dpred)
+        loss = self.objective.batch(self, users, movies, y, training)
         guards.check_gradients(self)
         return loss, self.grads
 
     def loss_and_grads(self, inputs, y, training=True):
-        """The training objective, MSE + whole-table L2 penalty, and its exact gradients, keyed
-        like ``params``. With ``training=True`` dropout is on (masks from ``dropout_rng``)."""
+        """The training objective (MSE unless compiled with another) + whole-table L2 penalty,
+        and its exact gradients, keyed like ``params``. With ``training=True`` dropout is on
+        (masks from ``dropout_rng``; BPR's negatives from ``negative_rng``)."""
         guards.unregistered_layers(self)
         users, movies = checks.inputs(inputs, self.n_users, self.n_movies, self.xp)
         y = checks.ratings(y, len(users), self.xp, self.dtype)
-        loss, grads = self.mse_and_grads(users, movies, y, training)
+        users, movies, y = self.objective.prepare(users, movies, y, self.n_movies, self.negative_rng)
+        loss, grads = self.batch_loss(users, movies, y, training)
         grads = dict(grads)
         for name, reg in self.regularisers.items():
             grads[name] = grads[name] + reg.gradient(self.params[name])
@@ -148,9 +151,9 @@ class Model:
 
     # ----- Keras-shaped surface -----------------------------------------------------------
     def compile(self, optimizer, loss="mse"):
-        """Attach an optimiser. Only ``loss="mse"`` exists (as in the notebook)."""
-        if loss not in ("mse", "mean_squared_error"):
-            raise ValueError(f"only loss='mse' is supported, got {loss!r}")
+        """Attach an optimiser and choose the objective: ``"mse"`` (the notebook's), ``"bpr"``
+        (learn to rank from implicit feedback), or an objective such as ``BPR(positive_at=4)``."""
+        self.objective = objective(loss)
         guards.unregistered_layers(self)
         guards.check_lookups(self, optimizer)
         self.optimizer = optimizer
@@ -189,7 +192,12 @@ class Model:
         return to_numpy(self.xp.concatenate(out)) if out else np.empty(0, self.dtype)
 
     def evaluate(self, x, y, batch_size=65536):
-        """Plain mean squared error on ``(x, y)`` (no penalty); refuses an empty set."""
+        """Plain mean squared error on ``(x, y)`` (no penalty); refuses an empty set, and a
+        model trained to rank, whose predictions are scores, not ratings."""
+        if self.objective.predicts != "ratings":
+            raise ValueError(f"this {type(self).__name__} was trained with {self.objective.name}: "
+                             "its predictions are scores, not ratings, so an MSE would mean "
+                             "nothing; judge it with ranking_metrics (evaluate --ranking)")
         pred = self.predict(x, batch_size)
         y = checks.ratings(y, len(pred), np, self.dtype)
         if len(y) == 0:
@@ -230,6 +238,20 @@ class Model:
 
     def load_weights(self, path):
         return load_weights(self, path)
+
+    def remap(self, what, order):
+        """Follow a new order of the data's ids (``weights.align``): ``order[k]`` is the old row
+        of new row k, for the ``what`` input ("user" or "movie"). Tables looked up by that input
+        move their rows; a bag layer renumbers its bags or moves its rows."""
+        for name, reads in self.lookups.items():
+            if reads == what:
+                p = self.params[name]
+                p[...] = p[self.xp.asarray(order)]
+        for layer in self.layers.values():
+            if getattr(layer, "bag_owner", None) == what:
+                layer.reorder(owners=order)
+            if getattr(layer, "row_kind", None) == what:
+                layer.reorder(rows=order)
 
     def to(self, device):
         """Move weights and optimiser state to ``"cpu"`` (Numba, else NumPy), ``"gpu"`` (CuPy)

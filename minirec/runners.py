@@ -1,7 +1,7 @@
 """How a model trains, batch after batch — chosen here, in one place (``runner_for``).
 
 ``LayerRunner`` trains *any* model on any backend: each batch goes forward and backward through
-the model's own layers (``Model.mse_and_grads``, with the guard rails of ``guards.py``), and
+the model's own layers (``Model.batch_loss``, with the guard rails of ``guards.py``), and
 then the optimiser steps. With Adam the step is ``adam_update`` from ``optim.py``, table by
 table: called on NumPy arrays (the reference), compiled into a Numba loop
 (``kernels/numba_adam.py``), or compiled by ``cupy.fuse`` on the GPU. A new model, or a
@@ -11,7 +11,7 @@ subclass that changes a step, needs nothing else.
 for one *exact* class and backend (the registrations sit in ``models.py``, beside the classes),
 which does forward, backward and Adam for many batches in one compiled call. It is used only
 when the model is of that exact class (a subclass never inherits it), ``model.fused`` is true,
-no layer is frozen (``trainable = False``), the optimiser is Adam, and the kernel gives the same weights as the layers on a probe — a few
+no layer is frozen (``trainable = False``), the objective is MSE, the optimiser is Adam, and the kernel gives the same weights as the layers on a probe — a few
 batches of a tiny copy of the model with repeated ids, in float64 and in the model's own dtype
 (``agrees_with_layers``, below). If the reference code was edited since (a layer, the model's forward,
 ``adam_update``), the probe disagrees and the layers train.
@@ -96,8 +96,8 @@ class LayerRunner:
             threads = self.use_threads(model.threads)
         for b in range(first, last):
             rows = order[b * batches.size:(b + 1) * batches.size]
-            loss, _ = model.mse_and_grads(batches.users[rows], batches.movies[rows],
-                                          batches.ratings[rows], training=True)
+            loss, _ = model.batch_loss(batches.users[rows], batches.movies[rows],
+                                       batches.ratings[rows], training=True)
             losses.append(loss)
             if not np.isfinite(loss):
                 return np.array(losses), b
@@ -150,7 +150,8 @@ def registered_kernel(model, optimizer=None):
     ``optimizer`` (default: its own), or None."""
     optimizer = optimizer or model.optimizer
     frozen = any(not layer.trainable for layer in model.layers.values())  # kernels train all
-    if not model.fused or frozen or not isinstance(optimizer, Adam):
+    mse = model.objective.name == "mse"  # the kernels compute the MSE's gradient only
+    if not model.fused or frozen or not mse or not isinstance(optimizer, Adam):
         return None
     return FUSED_KERNELS.get(type(model), {}).get(model.backend)  # type(): the exact class
 
@@ -169,6 +170,8 @@ def runner_for(model, users, movies, batch_size):
 def describe(model):
     """What will train ``model`` (for ``summary``): the runner, and the CPU threads that really
     run. Before ``compile`` it says what ``fit`` would choose for Adam, the default."""
+    if getattr(model, "trained_by", None):  # a model fitted another way (EASE's closed form)
+        return model.trained_by
     optimizer = model.optimizer if model.optimizer is not None else Adam()
     when = "" if model.optimizer is not None else " (no optimiser yet: this is for Adam)"
     entry = registered_kernel(model, optimizer)

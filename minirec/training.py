@@ -10,7 +10,8 @@ Reported numbers (per epoch, Keras style):
 
 * ``loss``: the mean of the batch MSEs over the epoch plus the L2 penalty of the weights at
   the end of the epoch — the training objective;
-* ``val_loss``: the plain MSE on ``validation_data``, without any penalty.
+* ``val_loss``: the plain MSE on ``validation_data``, without any penalty — or, for a model
+  trained to rank (BPR), ``val_ndcg@10``: NDCG@10 of its held-out ratings >= 4.
 """
 import math
 import time
@@ -18,7 +19,8 @@ import time
 import numpy as np
 
 from . import checks
-from .backend import to_numpy
+from .analysis import ranking_metrics
+from .datasets import Ratings
 from .plots import plot_history
 from .runners import Batches, runner_for
 
@@ -75,7 +77,6 @@ def epoch_order(n, rng, shuffle=True, xp=np):
     return xp.random.RandomState(int(rng.integers(2**63))).permutation(n)
 
 
-EXPLOSION = 100.0  # a loss this many times that of predicting 0 for every rating: diverged
 
 
 class Checkpoint:
@@ -108,8 +109,9 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     ``lr_schedule(step, n_steps)``, when given, sets the learning rate of every batch (a
     one-cycle schedule, say); ``step`` counts batches from 0 over the whole call.
 
-    Training diverges when a batch's loss is not finite, or passes ``EXPLOSION`` times the mean
-    squared rating (the loss of predicting 0 for everything), or the validation MSE does.
+    Training diverges when a batch's loss is not finite, or passes the objective's ``explosion``
+    (for MSE 100 times the mean squared rating, the loss of predicting 0 for everything), or
+    the validation MSE does.
     The model then goes back to the weights (and optimiser state) it had at the start of that
     epoch, and ``TrainingDiverged`` says where it happened and which weights were kept.
     """
@@ -124,13 +126,15 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
         validation_data = checks.validation_data(validation_data, model.n_users, model.n_movies,
                                                  model.xp, model.dtype)
         validation_data = validation_data if len(validation_data[1]) else None
-    n = len(y)
-    if n == 0:
+    if len(y) == 0:
         raise ValueError("fit needs at least one training rating")
+    rated = Ratings(users, movies, y)  # every training pair, which ranking never recommends
+    users, movies, y = model.objective.prepare(users, movies, y, model.n_movies, model.negative_rng)
+    n = len(y)
     n_batches = math.ceil(n / batch_size)
     runner = runner_for(model, users, movies, batch_size)
     history, base_lr, val_loss = History(), model.optimizer.lr, None
-    limit = EXPLOSION * max(float(np.mean(np.square(to_numpy(y), dtype=np.float64))), 1e-12)
+    limit = model.objective.explosion(y)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         checkpoint = Checkpoint(model, epoch, val_loss)
@@ -148,27 +152,38 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
             seconds = time.perf_counter() - start
             loss = float(np.mean(losses)) + model.penalty()
             if validation_data is not None:
-                val_loss = model.evaluate(*validation_data)
-                if not val_loss <= limit:
-                    raise Diverged(f"the validation MSE after it was {val_loss:.4g}", n_batches - 1)
+                val_loss = validate(model, rated, validation_data, limit, n_batches)
         except Diverged as e:
             checkpoint.restore(model)
             model.optimizer.lr = base_lr
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, batch {e.batch + 1}: {e.what}. The model "
                 f"keeps the weights {checkpoint.describe()}. Try a smaller learning rate.") from None
-        history.append(epoch, loss=loss, val_loss=val_loss, lr=float(lrs[-1]), seconds=seconds)
+        val_key = "val_loss" if model.objective.predicts == "ratings" else "val_ndcg@10"
+        history.append(epoch, loss=loss, lr=float(lrs[-1]), seconds=seconds, **{val_key: val_loss})
         if lr_schedule is not None:
             history.batch_lr += lrs.tolist()
         if verbose:
             line = f"Epoch {epoch}/{epochs} - {n:,} samples - {seconds:.2f}s - loss: {loss:.4f}"
             if val_loss is not None:
-                line += f" - val_loss: {val_loss:.4f}"
+                line += f" - {val_key}: {val_loss:.4f}"
             print(line, flush=True)
     if lr_schedule is not None:
         model.optimizer.lr = base_lr
     history.stage_ends.append(len(history.epoch))
     return history
+
+
+def validate(model, rated, validation_data, limit, n_batches):
+    """The epoch's validation figure: the plain MSE for a model of ratings (a divergence past
+    ``limit``), NDCG@10 of the held-out ratings >= 4 for a model trained to rank."""
+    (vu, vm), vy = validation_data
+    if model.objective.predicts == "ratings":
+        val_loss = model.evaluate(*validation_data)
+        if not val_loss <= limit:
+            raise Diverged(f"the validation MSE after it was {val_loss:.4g}", n_batches - 1)
+        return val_loss
+    return ranking_metrics(model, rated, Ratings(vu, vm, vy), model.n_movies, k=10)["ndcg"]
 
 
 class Diverged(Exception):
@@ -195,8 +210,8 @@ def _run_epoch(model, runner, batches, lrs, epoch, verbose, limit):
                 raise Diverged(f"the loss became {part[-1]}", bad)
             over = np.flatnonzero(part > limit)
             if len(over):
-                raise Diverged(f"the batch loss reached {part[over[0]]:.4g}, over {EXPLOSION:g}x "
-                               "the mean squared rating", first + int(over[0]))
+                raise Diverged(f"the batch loss reached {part[over[0]]:.4g}, over "
+                               f"{model.objective.explosion_text}", first + int(over[0]))
             bar.update(last - first)
     finally:
         bar.close()

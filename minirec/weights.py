@@ -66,12 +66,18 @@ def load_weights(model, path):
                                f" but this model's {name} has shape {tuple(p.shape)}")
     if record is not None:
         ours = {k: v for k, v in model.config().items() if k not in SETTINGS_NOT_COMPARED}
+        name = type(model).__name__
         for key in sorted(set(ours) | set(record) - set(SETTINGS_NOT_COMPARED)):
-            if normal(record.get(key)) != normal(ours.get(key)):
-                raise WeightsError(f"{path} was saved from a model with {key} = "
-                                   f"{record.get(key)!r}, but this {type(model).__name__} has "
-                                   f"{key} = {ours.get(key)!r}; build the model with the same "
-                                   "settings (or use model_from_weights)")
+            if key not in record:
+                raise WeightsError(f"{path} does not record {key} (this {name} has {key} = "
+                                   f"{ours[key]!r}): it cannot be checked against this model")
+            if key not in ours:
+                raise WeightsError(f"{path} records {key} = {record[key]!r}, a setting this "
+                                   f"{name} does not have")
+            if normal(record[key]) != normal(ours[key]):
+                raise WeightsError(f"{path} was saved from a model with {key} = {record[key]!r}, "
+                                   f"but this {name} has {key} = {ours[key]!r}; build the model "
+                                   "with the same settings (or use model_from_weights)")
     layer_buffers = {f"{ln}.{bn}" for ln, layer in model.layers.items()
                      for bn in getattr(layer, "buffers", {})}
     if layer_buffers != set(buffers) and (buffers or record is None or record.get("format", 1) >= 3):
@@ -154,20 +160,7 @@ def align(model, path, ds, ids, fmt=FORMAT):
             raise WeightsError(f"{path} was trained on {len(stored):,} {what}s and {ds.name} has "
                                f"{len(current):,}: " + "; ".join(differences))
         order = pd.Index(stored).get_indexer(current)  # row of the weights for each ds index
-        remap_rows(model, what, order)
-
-
-def remap_rows(model, what, order):
-    """Reorder every table that reads the ``what`` input (and the bags of a bag table)."""
-    for name, reads in model.lookups.items():
-        if reads == what:  # a table looked up by the ``what`` input: its rows follow the ids
-            p = model.params[name]
-            p[...] = p[model.xp.asarray(order)]
-    for layer in model.layers.values():  # bags: their owners, or the rows they hold, follow
-        if getattr(layer, "bag_owner", None) == what:
-            layer.reorder(owners=order)
-        if getattr(layer, "row_kind", None) == what:
-            layer.reorder(rows=order)
+        model.remap(what, order)
 
 
 def example(ids):

@@ -121,12 +121,14 @@ def read_record(array, path):
     if fmt not in (1, 2, 3):
         raise WeightsError(f"{path} has format {fmt!r}; this minirec reads formats 1 to {FORMAT} "
                            "(a newer minirec wrote it?)")
-    for field in ("class", "n_users", "n_movies", "n_factors"):
+    for field in ("class", "n_users", "n_movies"):
         if field not in record:
             raise WeightsError(f"{path}: its __config__ record has no {field!r}")
     if not isinstance(record["class"], str):
         raise WeightsError(f"{path}: its record's class is {record['class']!r}, not a class name")
     for field in ("n_users", "n_movies", "n_factors"):
+        if field not in record and field == "n_factors":  # a model without factors (EASE)
+            continue
         v = record[field]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise WeightsError(f"{path}: its record's {field} is {v!r}, not a whole number >= 1")

@@ -378,7 +378,7 @@ HOSTILE = {
     "split of 1.5": (lambda w, t: rewrite(w, t, lambda r: {**r, "split": {"seed": 1, "train_fraction": 1.5}}),
                      "train_fraction is 1.5"),
     "no n_factors": (lambda w, t: rewrite(w, t, lambda r: {k: v for k, v in r.items() if k != "n_factors"}),
-                     "has no 'n_factors'"),
+                     "does not record n_factors"),
     "format 99": (lambda w, t: rewrite(w, t, lambda r: {**r, "format": 99}), "has format 99"),
     "10^12 users": (lambda w, t: rewrite(w, t, lambda r: {**r, "n_users": 10**12}),
                     "n_users = 1,000,000,000,000"),

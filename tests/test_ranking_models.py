@@ -1,0 +1,148 @@
+"""Learning to rank: the BPR loss and objective, and EASE's closed form — each checked against
+its maths, on every backend, through the same API as the rating models."""
+import numpy as np
+import pytest
+
+import minirec
+from minirec import BPR, EASE, Adam, DotProduct, DotProductBias, gradcheck
+from minirec.analysis import ranking_metrics
+from minirec.backend import to_numpy
+from minirec.ease import ease_scores
+from minirec.losses import bpr
+from minirec.weights import model_from_weights
+
+
+def test_the_bpr_loss_and_its_gradient():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.standard_normal(7) * 3, rng.standard_normal(7) * 3
+    loss, dpos, dneg = bpr(pos, neg)
+    assert loss == pytest.approx(-np.mean(np.log(1 / (1 + np.exp(-(pos - neg))))), rel=1e-12)
+    for x, d in ((pos, dpos), (neg, dneg)):
+        num = gradcheck.numerical_gradient(lambda: bpr(pos, neg)[0], x)
+        assert gradcheck.rel_error(d, num) < gradcheck.SMOOTH_BOUND
+    assert np.isfinite(bpr(np.array([800.0]), np.array([-800.0]))[0])  # no overflow
+
+
+@pytest.mark.parametrize("cls", [DotProduct, DotProductBias])
+def test_a_model_under_bpr_passes_the_gradient_check(cls):
+    model = cls(5, 6, n_factors=3, l2=1e-2, dtype=np.float64, seed=0, backend="numpy")
+    model.compile(Adam(), loss="bpr")
+    for label, err in gradcheck.check_model(model, f"{cls.__name__} under BPR", gradcheck.SMOOTH_BOUND).items():
+        assert err < gradcheck.SMOOTH_BOUND, label
+
+
+def test_negatives_are_movies_the_user_did_not_rate():
+    users = np.repeat(np.arange(4), 5)
+    movies = np.concatenate([np.arange(5), np.arange(5) + 2, [0, 1, 2, 3, 4], [9, 8, 7, 6, 5]])
+    objective = BPR()
+    objective.prepare(users, movies, np.ones(20), 10, np.random.default_rng(0))
+    rated = {(u, m) for u, m in zip(users, movies)}
+    for _ in range(50):
+        neg = objective.sample(users)
+        assert not any((u, j) in rated for u, j in zip(users, neg))
+        assert neg.min() >= 0 and neg.max() < 10
+
+
+def test_popularity_negatives_follow_count_to_the_three_quarters():
+    movies = np.repeat(np.arange(4), [1, 8, 27, 64])
+    users = np.arange(len(movies)) + 10  # nobody rated twice, so nothing is rejected
+    objective = BPR(negatives="popularity")
+    objective.prepare(users, movies, np.ones(len(movies)), 4, np.random.default_rng(0))
+    drawn = np.bincount(objective.draw(200_000), minlength=4) / 200_000
+    expected = np.array([1, 8, 27, 64]) ** 0.75 / np.sum(np.array([1, 8, 27, 64]) ** 0.75)
+    np.testing.assert_allclose(drawn, expected, atol=0.005)
+
+
+def test_positive_at_keeps_only_the_high_ratings():
+    objective = BPR(positive_at=4)
+    u, m, y = objective.prepare(np.array([0, 1, 2]), np.array([3, 4, 5]), np.array([5.0, 2.0, 4.0]),
+                                6, np.random.default_rng(0))
+    assert u.tolist() == [0, 2] and m.tolist() == [3, 5]
+    with pytest.raises(ValueError, match="no training rating is 6 or more"):
+        BPR(positive_at=6).prepare(u, m, y, 6, np.random.default_rng(0))
+
+
+def ranking_data():
+    """Users of three tastes, each rating mostly (90%) the movies of its own third, a few of
+    them far more often than the rest: who rated what carries a signal popularity cannot see."""
+    rng = np.random.default_rng(4)
+    U, M, n = 120, 210, 6000
+    users = rng.integers(0, U, n)
+    own = rng.random(n) < 0.9
+    group = np.where(own, users % 3, rng.integers(0, 3, n))
+    movies = group * 70 + np.minimum(rng.geometric(0.05, n) - 1, 69)
+    ds = minirec.MovieLens("tastes", users + 1, movies + 1, np.where(own, 5.0, 2.0))
+    return ds, *ds.split(0.8, seed=0)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
+def test_bpr_trains_alike_on_every_backend(fast_backend, lazy):
+    ds, train, _ = ranking_data()
+    models = []
+    for backend in ("numpy", fast_backend):
+        model = DotProductBias(ds.n_users, ds.n_movies, n_factors=4, l2=1e-4, dtype=np.float64,
+                               seed=1, backend=backend)
+        model.compile(Adam(0.01, lazy=lazy), loss="bpr")
+        model.fit(train.x, train.y, batch_size=256, epochs=2, shuffle=False, verbose=0)
+        models.append(model)
+    for name, p in models[0].params.items():
+        np.testing.assert_allclose(to_numpy(models[1].params[name]), p, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_bpr_learns_to_rank_and_logs_ndcg(capsys):
+    ds, train, valid = ranking_data()
+    model = DotProductBias(ds.n_users, ds.n_movies, n_factors=8, l2=1e-5, seed=0, backend="numpy")
+    model.compile(Adam(0.01, lazy=True), loss="bpr")
+    history = model.fit(train.x, train.y, batch_size=256, epochs=6, validation_data=(valid.x, valid.y))
+    out = capsys.readouterr().out
+    assert "val_ndcg@10" in out and "val_loss" not in out
+    assert history.history["loss"][-1] < history.history["loss"][0] < np.log(2) + 0.05
+    ndcg = ranking_metrics(model, train, valid, ds.n_movies)["ndcg"]
+    assert ndcg == pytest.approx(history.history["val_ndcg@10"][-1])
+    assert ndcg > ranking_metrics(None, train, valid, ds.n_movies)["ndcg"]
+    with pytest.raises(ValueError, match="scores, not ratings"):
+        model.evaluate(valid.x, valid.y)
+
+
+def interactions(U, M, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.random((U, M)) < 0.4).astype(np.float64)
+
+
+@pytest.mark.parametrize("U, M", [(7, 5), (5, 7)], ids=["items' side", "users' side"])
+def test_ease_solves_its_problem(U, M):
+    """S = X B where B has a zero diagonal and (XᵀX + λI) B - XᵀX is diagonal: the optimality
+    conditions of min ||X - XB||² + λ||B||² with diag(B) = 0 (the diagonal holds the multipliers)."""
+    X, lam = interactions(U, M, 0), 3.0
+    S = ease_scores(X, lam)
+    B = np.linalg.lstsq(X, S, rcond=None)[0] if np.linalg.matrix_rank(X) == M else None
+    G = X.T @ X
+    P = np.linalg.inv(G + lam * np.eye(M))
+    B_ref = np.eye(M) - P / np.diag(P)
+    np.testing.assert_allclose(S, X @ B_ref, atol=1e-12)
+    assert np.allclose(np.diag(B_ref), 0)
+    residual = (G + lam * np.eye(M)) @ B_ref - G
+    np.testing.assert_allclose(residual - np.diag(np.diag(residual)), 0, atol=1e-10)
+    if B is not None:
+        np.testing.assert_allclose(B, B_ref, atol=1e-8)
+
+
+def test_the_two_sides_of_ease_agree():
+    X = interactions(6, 9, 1)
+    wide = ease_scores(X, 2.0)                     # 6 users < 9 movies: the users' side
+    tall = ease_scores(np.vstack([X, np.zeros((4, 9))]), 2.0)[:6]  # 10 users: the items' side
+    np.testing.assert_allclose(wide, tall, atol=1e-12)
+
+
+def test_ease_fits_saves_loads_and_recommends(tmp_path, backend):
+    ds, train, valid = ranking_data()
+    model = EASE(ds.n_users, ds.n_movies, l2=50.0, backend=backend)
+    history = model.fit(train.x, train.y, validation_data=(valid.x, valid.y), verbose=0)
+    assert history.history["val_ndcg@10"][0] > ranking_metrics(None, train, valid, ds.n_movies)["ndcg"]
+    model.save_weights(tmp_path / "e.npz", data=ds, seed=0)
+    back = model_from_weights(tmp_path / "e.npz", ds, backend="numpy")
+    assert type(back) is EASE and "closed form" in minirec.runners.describe(back)
+    np.testing.assert_allclose(back.predict(valid.x), model.predict(valid.x), rtol=1e-6)
+    assert back.objective.predicts == "scores"
+    with pytest.raises(ValueError, match="scores, not ratings"):
+        back.evaluate(valid.x, valid.y)
