@@ -4,6 +4,8 @@
                     --as-written]
                     [--plots DIR] [--json F]
     minirec train --model bias --data ml-latest-small --epochs 5 --lr 0.005 --improved --save w.npz
+    minirec train --model bias --loss bpr --save ranker.npz      # learn to rank (BPR)
+    minirec train --model ease --save ease.npz                    # EASE, in closed form
     minirec lr-find --model bias [--improved] [--plot lr.png]
     minirec evaluate --weights w.npz --data ml-latest-small [--ranking [-k 10]]
     minirec download ml-100k [--force | --verify]
@@ -162,6 +164,10 @@ def build_parser():
                         "recipe's with --improved")
     p.add_argument("--batch-size", type=count(1), default=64)
     p.add_argument("--lazy", action="store_true", help="lazy Adam (only the rows seen step)")
+    p.add_argument("--loss", choices=("mse", "bpr"), default="mse",
+                   help="mse: predict ratings (the notebook); bpr: learn to rank from who rated "
+                        "what (the ranking recipe: lazy Adam, 40 epochs of batches of 1,024)")
+    p.add_argument("--dense", action="store_true", help="with --loss bpr: dense Adam instead")
     p.add_argument("--improved", action="store_true",
                    help="the model's recipe: y_range + one cycle (bias, nn, svdpp)")
     p.add_argument("--save", metavar="PATH", help="save the weights (.npz)")

@@ -54,11 +54,18 @@ def data_inputs(ds, **more):
 
 
 def cmd_train(args):
-    from . import lesson4
-    from .optim import Adam
-    if args.improved and args.model not in lesson4.RECIPES:
-        raise ValueError(f"--improved is a recipe for {', '.join(lesson4.RECIPES)}, "
+    from . import recipes
+    from .registry import KINDS
+    closed_form = getattr(KINDS[args.model], "trained_by", None) is not None
+    if args.improved and args.model not in recipes.RECIPES:
+        raise ValueError(f"--improved is a recipe for {', '.join(recipes.RECIPES)}, "
                          f"not {args.model}")
+    if closed_form and (args.loss != "mse" or args.improved or args.lazy or args.lr is not None
+                        or args.epochs is not None):
+        raise ValueError(f"{args.model} is solved in closed form: it takes no --loss, "
+                         "--improved, --lazy, --lr or --epochs")
+    if args.loss == "bpr" and args.improved:
+        raise ValueError("--improved is a rating recipe; --loss bpr trains the ranking recipe")
     outputs = {"--save": args.save, "--plot-loss": args.plot_loss}
     for path in outputs.values():
         if path:
@@ -72,31 +79,58 @@ def cmd_train(args):
     train, valid = ds.split(0.8, seed=args.seed)
     if not len(train):
         raise ValueError(f"the split of {ds.name} (seed {args.seed}) leaves no training ratings")
-    verbose = 0 if args.quiet else 1
     validation = (valid.x, valid.y) if len(valid) else None
-    if args.improved:
-        recipe = dict(lesson4.RECIPES[args.model])
-        lr = args.lr if args.lr is not None else recipe["lr_max"]
-        epochs = args.epochs if args.epochs is not None else recipe["epochs"]
-        model = lesson4.build(args.model, ds, args.seed, args.backend, train, **recipe["model"])
-        model.compile(Adam(lr, weight_decay=recipe["weight_decay"], lazy=args.lazy))
-        history = model.fit_one_cycle(train.x, train.y, epochs, lr, batch_size=args.batch_size,
-                                      validation_data=validation, verbose=verbose)
-    else:
-        model = lesson4.build(args.model, ds, args.seed, args.backend, train)
-        model.compile(Adam(args.lr if args.lr is not None else 1e-3, lazy=args.lazy))
-        history = model.fit(train.x, train.y, batch_size=args.batch_size,
-                            epochs=args.epochs if args.epochs is not None else 5,
-                            validation_data=validation, verbose=verbose)
+    model, history = train_model(args, ds, train, validation, closed_form)
     if args.plot_loss:
         print(f"wrote the loss curves to {history.plot(args.plot_loss, args.model)}")
     if validation is None:
         print(f"{args.model}: no validation ratings (the split left none of {len(ds)})")
-    else:
+    elif model.objective.predicts == "ratings":
         print(f"{args.model}: validation MSE {model.evaluate(valid.x, valid.y):.4f}")
+    else:
+        from .analysis import ranking_metrics
+        r = ranking_metrics(model, train, valid, ds.n_movies, k=10)
+        print(f"{args.model} ({model.objective.name}): validation NDCG@10 {r['ndcg']:.4f}, "
+              f"precision@10 {r['precision']:.4f}, recall@10 {r['recall']:.4f} "
+              f"({r['users']:,} users with a held-out rating >= 4)")
     if args.save:
         model.save_weights(args.save, data=ds, seed=args.seed, train_fraction=0.8)
         print(f"saved weights to {args.save}")
+
+
+def train_model(args, ds, train, validation, closed_form):
+    """Build and train ``args.model``: its rating recipe (--improved), the ranking recipe
+    (--loss bpr), its closed form (EASE), or plain Adam on the notebook's settings."""
+    from . import recipes
+    from .objectives import BPR
+    from .optim import Adam
+    verbose = 0 if args.quiet else 1
+    if closed_form:
+        model = recipes.build(args.model, ds, args.seed, args.backend, train,
+                              **recipes.RANKING.get(args.model, {}).get("model", {}))
+        return model, model.fit(train.x, train.y, verbose=verbose)
+    if args.loss == "bpr":
+        r = recipes.RANKING["bpr"]
+        model = recipes.build(args.model, ds, args.seed, args.backend, train, **r["model"])
+        model.compile(Adam(args.lr or r["lr"], lazy=True if not args.dense else False),
+                      loss=BPR(**r["loss"]))
+        batch = args.batch_size if args.batch_size != 64 else r["batch_size"]
+        return model, model.fit(train.x, train.y, batch_size=batch,
+                                epochs=args.epochs if args.epochs is not None else r["epochs"],
+                                verbose=verbose)
+    if args.improved:
+        recipe = dict(recipes.RECIPES[args.model])
+        lr = args.lr if args.lr is not None else recipe["lr_max"]
+        model = recipes.build(args.model, ds, args.seed, args.backend, train, **recipe["model"])
+        model.compile(Adam(lr, weight_decay=recipe["weight_decay"], lazy=args.lazy))
+        return model, model.fit_one_cycle(
+            train.x, train.y, args.epochs if args.epochs is not None else recipe["epochs"], lr,
+            batch_size=args.batch_size, validation_data=validation, verbose=verbose)
+    model = recipes.build(args.model, ds, args.seed, args.backend, train)
+    model.compile(Adam(args.lr if args.lr is not None else 1e-3, lazy=args.lazy))
+    return model, model.fit(train.x, train.y, batch_size=args.batch_size,
+                            epochs=args.epochs if args.epochs is not None else 5,
+                            validation_data=validation, verbose=verbose)
 
 
 def cmd_evaluate(args):
@@ -107,10 +141,14 @@ def cmd_evaluate(args):
     train, valid = ds.split(fraction, seed=seed)
     if not len(valid):
         raise ValueError(f"the split (seed {seed}) leaves no validation ratings in {ds.name}")
-    print(f"{type(model).__name__} from {args.weights} on {ds.name} ({note}): "
-          f"validation MSE {model.evaluate(valid.x, valid.y):.4f}, "
-          f"training MSE {model.evaluate(train.x, train.y):.4f}")
-    if args.ranking:
+    if model.objective.predicts == "ratings":
+        print(f"{type(model).__name__} from {args.weights} on {ds.name} ({note}): "
+              f"validation MSE {model.evaluate(valid.x, valid.y):.4f}, "
+              f"training MSE {model.evaluate(train.x, train.y):.4f}")
+    else:
+        print(f"{type(model).__name__} from {args.weights} on {ds.name} ({note}): trained to "
+              f"rank ({model.objective.name}), so its predictions are scores: judged by ranking")
+    if args.ranking or model.objective.predicts != "ratings":
         from .analysis import ranking_metrics
         rows = [(label, ranking_metrics(scorer, train, valid, ds.n_movies, k=args.k))
                 for label, scorer in ((type(model).__name__, model), ("popularity", None))]
@@ -122,10 +160,10 @@ def cmd_evaluate(args):
 
 
 def cmd_lr_find(args):
-    from . import lesson4
+    from . import recipes
     from .optim import Adam
-    if args.improved and args.model not in lesson4.IMPROVED:
-        raise ValueError(f"--improved is a recipe for {' and '.join(lesson4.IMPROVED)}, not {args.model}")
+    if args.improved and args.model not in recipes.IMPROVED:
+        raise ValueError(f"--improved is a recipe for {' and '.join(recipes.IMPROVED)}, not {args.model}")
     if args.plot:
         output_file(args.plot)
         from .plots import pyplot
@@ -133,8 +171,8 @@ def cmd_lr_find(args):
     ds = load(args)
     refuse_overlaps({"--plot": args.plot}, data_inputs(ds))
     train, _ = ds.split(0.8, seed=args.seed)
-    recipe = lesson4.IMPROVED[args.model] if args.improved else {"model": {}, "weight_decay": 0.0}
-    model = lesson4.build(args.model, ds, args.seed, args.backend, train, **recipe["model"])
+    recipe = recipes.IMPROVED[args.model] if args.improved else {"model": {}, "weight_decay": 0.0}
+    model = recipes.build(args.model, ds, args.seed, args.backend, train, **recipe["model"])
     model.compile(Adam(1e-3, weight_decay=recipe["weight_decay"]))
     finder = model.lr_find(train.x, train.y, batch_size=args.batch_size, num_it=args.num_it)
     print(f"{args.model}{' (improved recipe)' if args.improved else ''} on {ds.name}: "
@@ -212,6 +250,8 @@ def cmd_recommend(args):
     if not picks:
         raise ValueError(f"user {args.user} has rated every one of the {ds.n_movies:,} movies in "
                          f"{ds.name}: none is left to recommend (--include-seen ranks them all)")
+    if model.objective.predicts != "ratings":
+        print(f"(scores of a model trained to rank ({model.objective.name}), not ratings)")
     for j, score in picks:
         print(f"{score:5.2f}  {ds.title(j)}")
 

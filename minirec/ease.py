@@ -28,7 +28,7 @@ import numpy as np
 from .backend import get_array_module, to_numpy, to_xp
 from .layers import Layer
 from .model import Model
-from .objectives import BPR
+from .objectives import Fitted
 from .registry import register
 from .training import History, validate
 
@@ -77,7 +77,7 @@ class EASE(Model):
             raise ValueError(f"EASE solves a min(users, movies)² system: {self.n_users:,} users and "
                              f"{self.n_movies:,} movies is too large (at most {MAX_SIDE:,} on one side)")
         self.l2, self.positive_at = float(l2), positive_at
-        self.objective = BPR(positive_at)  # what it is judged by: a ranking, not ratings
+        self.objective = Fitted("ease")  # its predictions are scores, judged by ranking
         self.scores = Scores(self.n_users, self.n_movies, self.dtype, self.xp)
 
     def forward(self, users, movies, training=True):

@@ -37,10 +37,10 @@ from .backend import cache_home
 from .datasets import load_movielens
 from .files import atomic_write, refuse_overlaps
 from .optim import Adam
-from .registry import KINDS, title_of
+from .recipes import BATCH, FACTORS, IMPROVED, L2, RECIPES, build  # noqa: F401
+from .registry import title_of
 from .training import History
 
-FACTORS, L2, BATCH = 50, 1e-4, 64
 NOTEBOOK = {  # model -> [(epochs, learning rate), ...] as the homework notebook's cells ran them
     "dot": [(1, 1e-3), (3, 1e-2), (6, 1e-3)],
     "bias": [(1, 1e-3), (3, 1e-2), (6, 1e-3), (10, 1e-3), (5, 1e-3)],
@@ -51,31 +51,7 @@ COURSE = {  # the same for fastai/courses deeplearning1/nbs/lesson4.ipynb (commi
     "bias": [(1, 1e-3), (6, 1e-2), (10, 1e-3), (5, 1e-3)],  # cells 418, 420, 422, 248
     "nn": [(8, 1e-3)],                                     # cell 65
 }
-# The improved recipes: the notebook's L2 plus fastai's tools — predictions squashed into
-# (0, 5.5) by a sigmoid, a little decoupled weight decay in Adam, and one cycle of the learning
-# rate (warm up, then anneal). Chosen on the 2016 data's validation split, seed 42 (see README).
-IMPROVED = {
-    "bias": dict(model=dict(l2=1e-4, y_range=(0.0, 5.5)), weight_decay=0.01, epochs=5,
-                 lr_max=5e-3),
-    "nn": dict(model=dict(l2=1e-4, y_range=(0.0, 5.5), dropout=(0.5, 0.5)), weight_decay=0.01,
-               epochs=5, lr_max=3e-3),
-}
-# Recipes for the kinds beyond the notebook (``minirec train --model svdpp --improved``),
-# chosen the same way (README, "SVD++").
-RECIPES = {**IMPROVED,
-           "svdpp": dict(model=dict(l2=1e-4, implicit_l2=3e-4, y_range=(0.0, 5.5)),
-                         weight_decay=0.05, epochs=6, lr_max=5e-3)}
 TRACK_USER, TRACK_MOVIE = 3, 6
-
-
-def build(kind, ds, seed, backend=None, train=None, **kwargs):
-    """The model ``kind`` (a name in ``registry.KINDS``: dot, bias, nn, svdpp, ...) for data set
-    ``ds`` with training ratings ``train``, with the notebook's 50 factors and L2 unless
-    ``kwargs`` say otherwise."""
-    kwargs.setdefault("l2", L2)
-    kwargs.setdefault("n_factors", FACTORS)
-    return KINDS[kind].for_data(ds.n_users, ds.n_movies, train if train is not None else ds,
-                                seed=seed, backend=backend, **kwargs)
 
 
 def tracked_prediction(model):

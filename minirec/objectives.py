@@ -125,6 +125,31 @@ class BPR:
         return 100.0 * float(np.log(2.0))
 
 
+class Fitted:
+    """The objective of a model solved another way (EASE's closed form): its name, and that its
+    predictions are scores; it has no batches to train on."""
+    predicts = "scores"
+
+    def __init__(self, name):
+        self.name = name
+
+
+def settings(objective):
+    """The objective as the weights file records it: {"name": ..., and its settings}."""
+    return {"name": objective.name, **({"positive_at": objective.positive_at,
+                                        "negatives": objective.negatives}
+                                       if isinstance(objective, BPR) else {})}
+
+
+def from_settings(record):
+    """The objective a weights file recorded (MSE for files from before objectives)."""
+    if record is None or record["name"] == "mse":
+        return MSE()
+    if record["name"] == "bpr":
+        return BPR(record.get("positive_at"), record.get("negatives", "uniform"))
+    return Fitted(record["name"])
+
+
 def objective(loss):
     """An objective from ``compile``'s ``loss``: "mse", "bpr", or an objective object."""
     if isinstance(loss, (MSE, BPR)):

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import registry
+from . import objectives, registry
 from .backend import default_threads, to_numpy
 from .files import atomic_write
 from .weightsfile import BUFFER, FORMAT, IDS, WeightsError, digest, read_weights  # noqa: F401
@@ -33,7 +33,8 @@ def save_weights(model, path, data=None, seed=None, train_fraction=0.8):
     for ln, layer in model.layers.items():
         for bn, b in getattr(layer, "buffers", {}).items():
             arrays[f"{BUFFER}{ln}.{bn}"] = to_numpy(b)
-    record = {"format": FORMAT, **model.config(), "dtype": str(model.dtype)}
+    record = {"format": FORMAT, **model.config(), "dtype": str(model.dtype),
+              "objective": objectives.settings(model.objective)}
     if data is not None:
         record["data"] = {"name": data.name, "n_ratings": len(data),
                           "ratings_sha256": data.fingerprint(),
@@ -49,7 +50,7 @@ def save_weights(model, path, data=None, seed=None, train_fraction=0.8):
 
 # ----- loading into a model -------------------------------------------------------------------
 
-SETTINGS_NOT_COMPARED = ("format", "data", "split", "dtype", "digest")
+SETTINGS_NOT_COMPARED = ("format", "data", "split", "dtype", "digest", "objective")
 
 
 def load_weights(model, path):
@@ -120,13 +121,15 @@ def model_from_weights(path, ds=None, backend=None):
         if isinstance(value, int) and not isinstance(value, bool) and value > biggest:
             raise WeightsError(f"{path}: its record says {key} = {value:,}, more than any array in "
                                f"the file holds ({biggest:,}): the record is damaged")
-    kwargs = {k: v for k, v in record.items() if k not in ("class", "format", "data", "split", "digest")}
+    kwargs = {k: v for k, v in record.items() if k not in SETTINGS_NOT_COMPARED + ("class",)}
+    kwargs["dtype"] = record.get("dtype", "float32")
     default_threads()  # a bad MINIREC_THREADS is its own error, not this file's
     try:
         model = cls(backend=backend, **kwargs)
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{path}: its config does not build a {record['class']} ({e})") from None
     load_weights(model, path)
+    model.objective = objectives.from_settings(record.get("objective"))
     model.trained_on = {k: record[k] for k in ("data", "split") if k in record}
     if ds is not None:
         align(model, path, ds, ids, record.get("format", 1))

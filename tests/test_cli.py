@@ -153,3 +153,22 @@ def test_lesson4_as_written_trains_the_bias_model_in_the_neural_net_cells(tiny_r
     assert "PCA of the movie embeddings of the neural net, which was never trained" in out
     assert "-- 3 epoch(s) at lr 0.001" in out and "at lr 0.01" not in out  # Keras ignored lr = 0.01
     assert main(["lesson4", "--data", str(tiny_release), "--as-written", "--course-schedule"]) == 2
+
+
+def test_train_ranking_models_and_judge_them_by_ranking(tiny_release, tmp_path, capsys):
+    """--loss bpr and --model ease train models of scores: the CLI reports NDCG, evaluate and
+    recommend know they are scores (the weights record the objective), and no MSE is printed."""
+    for args, name in ((["--model", "dot", "--loss", "bpr", "--epochs", "2"], "bpr"), (["--model", "ease"], "ease")):
+        path = tmp_path / f"{name}.npz"
+        assert main(["train", "--data", str(tiny_release), *args, "-q", "--save", str(path),
+                     "--backend", "numpy"]) == 0
+        out = capsys.readouterr().out
+        assert f"({name}): validation NDCG@10" in out and "MSE" not in out
+        assert main(["evaluate", "--weights", str(path), "--data", str(tiny_release), "--backend", "numpy"]) == 0
+        out = capsys.readouterr().out
+        assert f"trained to rank ({name})" in out and "NDCG@k" in out and "MSE" not in out
+        assert main(["recommend", "--weights", str(path), "--data", str(tiny_release), "--user", "1",
+                     "-k", "2", "--backend", "numpy"]) == 0
+        assert "not ratings" in capsys.readouterr().out
+    assert main(["train", "--data", str(tiny_release), "--model", "ease", "--epochs", "3"]) == 2
+    assert "closed form" in capsys.readouterr().err
