@@ -2,6 +2,7 @@
 from .activations import Clip, Dropout, ReLU, SigmoidRange
 from .datasets import DataError, DataNotFound, MovieLens, load_movielens
 from .ease import EASE
+from .gibbs import BPMF
 from .guards import ModelError
 from .layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Layer, Offset
 from .losses import L2, BalancedL2, mse
@@ -15,7 +16,7 @@ from .training import History, TrainingDiverged
 
 __version__ = "0.2.0"
 
-__all__ = ["Adam", "BPR", "BalancedL2", "EASE", "MSE", "Clip", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
+__all__ = ["Adam", "BPMF", "BPR", "BalancedL2", "EASE", "MSE", "Clip", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
            "DotProduct", "DotProductBias", "Dropout", "Embedding", "EmbeddingBag", "History", "L2",
            "Layer", "Model", "ModelError", "MovieLens", "NeuralNet", "Offset", "ReLU",
            "Recommender", "SGD", "SVDpp", "SigmoidRange", "TrainingDiverged", "load_movielens",

@@ -89,6 +89,7 @@ class Embedding(Table):
         self.grads["W"] = dW = self.gradient_table()
         self.ops.scatter_add(dW, self.idx, dout)
         self.written = self.idx
+        self.dout = dout  # each example's gradient for its row (what gibbs.py samples from)
         return None  # integer ids have no gradient
 
     def rows(self):
@@ -203,6 +204,7 @@ class Offset(Layer):
 
     def backward(self, dout):
         self.grads["b"] = dout.sum(keepdims=True)
+        self.dout = dout  # each example's gradient for b (what gibbs.py samples from)
         return dout
 
 

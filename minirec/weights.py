@@ -118,7 +118,7 @@ def model_from_weights(path, ds=None, backend=None):
                            " import the module that defines it, decorated with @minirec.register")
     biggest = largest_dimension(arrays, buffers)
     for key, value in record.items():  # no constructor may allocate more than the file holds
-        if isinstance(value, int) and not isinstance(value, bool) and value > biggest:
+        if isinstance(value, int) and not isinstance(value, bool) and value > max(biggest, 1024):
             raise WeightsError(f"{path}: its record says {key} = {value:,}, more than any array in "
                                f"the file holds ({biggest:,}): the record is damaged")
     kwargs = {k: v for k, v in record.items() if k not in SETTINGS_NOT_COMPARED + ("class",)}

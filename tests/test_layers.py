@@ -120,4 +120,4 @@ def test_sigmoid_range_refuses_an_empty_range():
 def test_embedding_has_no_regulariser_of_its_own():
     """L2 lives in losses.L2 and is attached by the model; the layer is a plain lookup."""
     layer = Embedding(3, 2, dtype=np.float64)
-    assert set(vars(layer)) <= {"params", "grads", "idx", "dW", "written"}
+    assert set(vars(layer)) <= {"params", "grads", "idx", "dW", "written", "dout"}
