@@ -21,7 +21,7 @@ import time
 
 import minirec
 from minirec.backend import cupy_available
-from minirec.models import KINDS
+from minirec.registry import KINDS
 from minirec.synthetic import synthetic_like
 from results import machine_line, table
 

@@ -62,8 +62,8 @@ def cmd_train(args):
                          f"not {args.model}")
     if closed_form and (args.loss != "mse" or args.improved or args.lazy or args.lr is not None
                         or args.epochs is not None):
-        raise ValueError(f"{args.model} is solved in closed form: it takes no --loss, "
-                         "--improved, --lazy, --lr or --epochs")
+        raise ValueError(f"{args.model} is fitted without Adam ({KINDS[args.model].trained_by}): "
+                         "it takes no --loss, --improved, --lazy, --lr or --epochs")
     if args.loss == "bpr" and args.improved:
         raise ValueError("--improved is a rating recipe; --loss bpr trains the ranking recipe")
     outputs = {"--save": args.save, "--plot-loss": args.plot_loss}
@@ -107,7 +107,7 @@ def train_model(args, ds, train, validation, closed_form):
     verbose = 0 if args.quiet else 1
     if closed_form:
         model = recipes.build(args.model, ds, args.seed, args.backend, train,
-                              **recipes.RANKING.get(args.model, {}).get("model", {}))
+                              **recipes.FITTED.get(args.model, {}).get("model", {}))
         return model, model.fit(train.x, train.y, verbose=verbose)
     if args.loss == "bpr":
         r = recipes.RANKING["bpr"]

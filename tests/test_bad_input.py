@@ -148,6 +148,8 @@ def test_a_missing_matplotlib_says_which_extra_to_install(weights, release, tmp_
     (["train", "--model", "dot", "--improved"], "--improved is a recipe for bias, nn, svdpp, not dot"),
     (["train", "--lr", 0], "--lr: must be a finite number > 0"),
     (["train", "--lr", "-0.1"], "--lr: must be a finite number > 0"),
+    (["train", "--lr", "nan"], "--lr: must be a finite number > 0"),
+    (["train", "--lr", "inf"], "--lr: must be a finite number > 0"),
     (["train", "--epochs", "-3"], "--epochs: must be >= 0, got -3"),
     (["recommend", "--weights", "w.npz", "--user", 1, "-k", "-2"], "-k: must be >= 1"),
     (["pca", "--weights", "w.npz", "--among", "-5"], "--among: must be >= 1"),

@@ -171,4 +171,4 @@ def test_train_ranking_models_and_judge_them_by_ranking(tiny_release, tmp_path, 
                      "-k", "2", "--backend", "numpy"]) == 0
         assert "not ratings" in capsys.readouterr().out
     assert main(["train", "--data", str(tiny_release), "--model", "ease", "--epochs", "3"]) == 2
-    assert "closed form" in capsys.readouterr().err
+    assert "fitted without Adam (its closed form" in capsys.readouterr().err

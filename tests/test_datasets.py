@@ -188,3 +188,16 @@ def test_what_a_killed_download_left_is_cleared(tmp_path):
     archive = make_zip(tmp_path, "ml-1m", {"ratings.dat": "1::2::3::4\n"})
     download.fetch("ml-1m", home, url=archive.as_uri())
     assert sorted(p.name for p in home.iterdir()) == [mine.name, "ml-1m"]
+
+
+def test_ids_are_indexed_in_order_of_first_appearance_and_duplicates_keep_what_they_say(tmp_path):
+    """The notebook's userid2idx: index 0 is the first id in the file, not the smallest (its
+    tracked prediction for user 3, movie 6 depends on it). 'first'/'last' keep those ratings."""
+    write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n9,30,1,0\n2,10,2,0\n9,10,3,0\n5,30,4,0\n2,10,5,0\n")
+    ds = load_movielens(tmp_path)
+    assert list(ds.user_ids) == [9, 2, 5] and list(ds.movie_ids) == [30, 10]
+    assert list(ds.user) == [0, 1, 0, 2, 1] and ds.userid2idx[2] == 1
+    for keep, rating in (("first", 2.0), ("last", 5.0)):
+        kept = load_movielens(tmp_path, duplicates=keep)
+        rows = (kept.user_ids[kept.user] == 2) & (kept.movie_ids[kept.movie] == 10)
+        assert len(kept) == 4 and kept.rating[rows].tolist() == [rating]

@@ -174,3 +174,19 @@ def test_the_gpu_compiles_the_same_equations():
     z = np.linspace(-4, 4, 9)
     for a, b in zip(sigmoid_range(z, 0.5, 4.5), compiled(sigmoid_range, cupy)(cupy.asarray(z), 0.5, 4.5)):
         close("cupy.fuse(sigmoid_range)", "r̂, σ", a, b)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_the_threaded_dense_step_covers_tables_that_do_not_divide(n_threads):
+    """A table of 65,537 + 5 entries cut into 2 or 3 spans: every entry steps, exactly as on
+    one thread (a split that drops the remainder leaves the last entries unmoved)."""
+    numba_adam = pytest.importorskip("minirec.kernels.numba_adam", reason="needs numba")
+    n = numba_adam.PARALLEL_ABOVE + 5
+    rng = np.random.default_rng(0)
+    W, G = rng.standard_normal((n, 1)), rng.standard_normal((n, 1))
+    one, many = (W.copy(), np.zeros_like(W), np.zeros_like(W)), (W.copy(), np.zeros_like(W), np.zeros_like(W))
+    k = Adam(0.01).constants(1, np.float64)
+    numba_adam.adam_dense(numba_adam.table(one[0], G, one[1], one[2], 0.1, np.zeros(n)), k)
+    numba_adam.adam_dense_threads(many[0], G, many[1], many[2], 0.1, np.zeros(n), k, n_threads)
+    np.testing.assert_array_equal(many[0], one[0])
+    assert not np.any(many[0] == W), "an entry was left out of the split"

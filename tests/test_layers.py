@@ -121,3 +121,12 @@ def test_embedding_has_no_regulariser_of_its_own():
     """L2 lives in losses.L2 and is attached by the model; the layer is a plain lookup."""
     layer = Embedding(3, 2, dtype=np.float64)
     assert set(vars(layer)) <= {"params", "grads", "idx", "dW", "written", "dout"}
+
+
+def test_the_output_range_holds_at_both_ends():
+    """r̂ = lo + (hi - lo)·σ(z): far below zero it meets lo, far above hi, at zero the middle
+    — with lo = 1 (ml-100k's lowest star), so a lost lower bound cannot hide behind lo = 0."""
+    layer = SigmoidRange(1.0, 5.0)
+    out = layer.forward(np.array([-40.0, 0.0, 40.0]))
+    np.testing.assert_allclose(out, [1.0, 3.0, 5.0], atol=1e-12)
+    np.testing.assert_allclose(layer.backward(np.ones(3)), [0.0, 1.0, 0.0], atol=1e-12)
