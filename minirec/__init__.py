@@ -11,13 +11,14 @@ from .models import DotProduct, DotProductBias, NeuralNet, Recommender, SVDpp
 from .objectives import BPR, MSE
 from .optim import SGD, Adam, one_cycle_lr
 from .registry import register
+from .svdpp_flipped import FlippedSVDpp
 from .synthetic import synthetic_movielens
 from .training import History, TrainingDiverged
 
 __version__ = "0.2.0"
 
 __all__ = ["Adam", "BPMF", "BPR", "BalancedL2", "EASE", "MSE", "Clip", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
-           "DotProduct", "DotProductBias", "Dropout", "Embedding", "EmbeddingBag", "History", "L2",
+           "DotProduct", "DotProductBias", "Dropout", "Embedding", "EmbeddingBag", "FlippedSVDpp", "History", "L2",
            "Layer", "Model", "ModelError", "MovieLens", "NeuralNet", "Offset", "ReLU",
            "Recommender", "SGD", "SVDpp", "SigmoidRange", "TrainingDiverged", "load_movielens",
            "mse", "one_cycle_lr", "register", "synthetic_movielens"]

@@ -28,7 +28,7 @@ import warnings
 import zipfile
 
 from . import commands
-from . import ease, gibbs, models  # noqa: F401  (the built-in kinds register themselves)
+from . import ease, gibbs, models, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
 from .backend import default_threads
 from .registry import KINDS
 

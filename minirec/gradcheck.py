@@ -25,6 +25,7 @@ from .activations import Clip, Dropout, ReLU, SigmoidRange
 from .layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Offset
 from .losses import L2, mse
 from .models import DotProduct, DotProductBias, NeuralNet, SVDpp
+from .svdpp_flipped import FlippedSVDpp
 
 SMOOTH_BOUND = 1e-7
 RELU_BOUND = 1e-5
@@ -283,6 +284,10 @@ def check_models(seed=0):
     svdpp = SVDpp(5, 6, bags=(np.array([0, 2, 2, 5, 6, 9]), np.array([2, 5, 0, 1, 2, 3, 0, 4, 5])),
                   global_mean=3.0, seed=seed, **kw)  # user 1's bag is empty
     out.update(check_model(svdpp, "SVDpp", SMOOTH_BOUND, seed))
+    flipped = FlippedSVDpp(5, 6, bags=(np.array([0, 2, 2, 5, 6, 9]), np.array([2, 5, 0, 1, 2, 3, 0, 4, 5])),
+                           movie_bags=(np.array([0, 1, 3, 3, 4, 6, 7]), np.array([0, 1, 2, 3, 0, 4, 2])),
+                           global_mean=3.0, seed=seed, **kw)  # movie 2 has nobody's bag
+    out.update(check_model(flipped, "FlippedSVDpp", SMOOTH_BOUND, seed))
     return out
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import minirec
-from minirec import (Adam, DotProduct, DotProductBias, Embedding, EmbeddingBag, Model, ModelError,
-                     Offset, SVDpp, gradcheck, register)
+from minirec import (Adam, DotProduct, DotProductBias, Embedding, EmbeddingBag, FlippedSVDpp,
+                     Model, ModelError, Offset, SVDpp, gradcheck, register)
 from minirec.backend import to_numpy
 from minirec.datasets import Ratings
 from minirec.models import rated_by
@@ -251,13 +251,14 @@ def svdpp_train(seed=0):
     return Ratings(users, movies, y)
 
 
+@pytest.mark.parametrize("cls", [SVDpp, FlippedSVDpp], ids=["SVDpp", "FlippedSVDpp"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
-def test_svdpp_trains_through_its_layers_like_the_reference(fast_backend, lazy, dtype):
+def test_svdpp_trains_through_its_layers_like_the_reference(fast_backend, lazy, dtype, cls):
     train = svdpp_train()
     models = []
     for backend in ("numpy", fast_backend):
-        model = SVDpp.for_data(20, 25, train, n_factors=4, l2=1e-3, dtype=dtype, seed=2, backend=backend)
+        model = cls.for_data(20, 25, train, n_factors=4, l2=1e-3, dtype=dtype, seed=2, backend=backend)
         assert "fused kernel" not in describe(model)
         model.compile(Adam(0.01, lazy=lazy, weight_decay=0.01))
         model.fit(train.x, train.y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -276,22 +277,24 @@ def test_svdpp_bags_are_each_users_rated_movies_and_its_mean_starts_at_the_train
     assert to_numpy(model.params["offset.b"]).tolist() == [3.0]
 
 
-def test_svdpp_saves_its_bags_and_loads_back_the_same_predictions(tmp_path):
+@pytest.mark.parametrize("cls", [SVDpp, FlippedSVDpp], ids=["SVDpp", "FlippedSVDpp"])
+def test_svdpp_saves_its_bags_and_loads_back_the_same_predictions(tmp_path, cls):
     train = svdpp_train()
-    model = SVDpp.for_data(20, 25, train, n_factors=4, seed=1, backend="numpy").compile(Adam(0.01))
+    model = cls.for_data(20, 25, train, n_factors=4, seed=1, backend="numpy").compile(Adam(0.01))
     model.fit(train.x, train.y, verbose=0)
     model.save_weights(tmp_path / "s.npz")
     back = model_from_weights(tmp_path / "s.npz", backend="numpy")
     np.testing.assert_array_equal(back.predict(train.x), model.predict(train.x))
-    fresh = SVDpp(20, 25, n_factors=4, backend="numpy").load_weights(tmp_path / "s.npz")
+    fresh = cls(20, 25, n_factors=4, backend="numpy").load_weights(tmp_path / "s.npz")
     np.testing.assert_array_equal(fresh.predict(train.x), model.predict(train.x))
 
 
-def test_svdpp_follows_the_data_when_its_ids_come_in_another_order(tmp_path):
+@pytest.mark.parametrize("cls", [SVDpp, FlippedSVDpp], ids=["SVDpp", "FlippedSVDpp"])
+def test_svdpp_follows_the_data_when_its_ids_come_in_another_order(tmp_path, cls):
     from minirec.synthetic import synthetic_movielens
     ds = synthetic_movielens(30, 40, 1500, seed=3)
     train, _ = ds.split(0.8, seed=0)
-    model = SVDpp.for_data(ds.n_users, ds.n_movies, train, n_factors=3, seed=0, backend="numpy")
+    model = cls.for_data(ds.n_users, ds.n_movies, train, n_factors=3, seed=0, backend="numpy")
     model.compile(Adam(0.02)).fit(train.x, train.y, epochs=2, verbose=0)
     model.save_weights(tmp_path / "s.npz", data=ds)
     reversed_ds = minirec.MovieLens("synthetic", ds.user_ids[ds.user][::-1], ds.movie_ids[ds.movie][::-1],
