@@ -6,7 +6,8 @@ Read it top to bottom beside the notebook: load MovieLens and make the ids conti
 80/20, train the dot-product model, the same with biases (save it, load it back), look at
 the movie biases and the principal components of the movie embeddings, then train the small
 neural net. Every call is plain minirec; ``minirec lesson4`` runs the same recipes
-(``minirec/lesson4.py``) and adds the final table, ``--improved`` and ``--keras1-schedule``.
+(``minirec/lesson4.py``) and adds the final table, ``--improved``, ``--keras1-schedule`` and
+``--as-written``.
 """
 import argparse
 import tempfile
@@ -29,8 +30,9 @@ print(ds)
 print(f"user id {ds.user_ids[0]} is index 0; movie id {ds.movie_ids[0]} is index 0")
 
 # ---- Split 80/20 ---------------------------------------------------------------------------------
-# The notebook wrote `np.random.seed = 42`, which *replaces* NumPy's seed function with the
-# number 42 instead of calling it: its split was never seeded. Here the seed is real.
+# The course's copy of the notebook writes `np.random.seed = 42`, which *replaces* NumPy's seed
+# function with the number 42 instead of calling it; the homework has no seed line at all.
+# Either way the split was never seeded. Here the seed is real.
 train, valid = ds.split(0.8, seed=args.seed)
 print(f"{len(train):,} training and {len(valid):,} validation ratings")
 n_factors = 50
@@ -86,7 +88,9 @@ print("\n" + components_text(pca, extremes))
 # `python examples/movie_map.py` draws the first two components as a map.
 
 # ---- Neural net: embeddings side by side, dense 70 + ReLU, dropout, one output ----------------------
-# (The notebook's cell called `model.fit` here, training the bias model again by mistake.)
+# (The homework's cells call `model.fit` here: as written they train the bias model 10 epochs
+# more, never the net, and its PCA reads the untrained net's embeddings: minirec lesson4
+# --as-written runs that. Here the net is trained.)
 nn = NeuralNet(ds.n_users, ds.n_movies, n_factors, hidden=70, dropout=(0.3, 0.75), l2=1e-4,
                seed=args.seed)
 nn.compile(Adam(0.001), loss="mse")
