@@ -6,8 +6,9 @@ Each model is fitted on a fold's ``u?.base`` and scored on its ``u?.test``, the 
 ml-100k results in the literature use (GC-MC, Sparse FC and GLocal-K report fold u1, which
 minirec keeps out of its choices; Surprise reports the mean over five folds):
 
-* minirec's improved bias recipe (``recipes.IMPROVED["bias"]``) and SVD++ recipe
-  (``recipes.RECIPES["svdpp"]``), trained with Adam;
+* minirec's improved bias recipe (``recipes.IMPROVED["bias"]``), SVD++ recipe
+  (``recipes.RECIPES["svdpp"]``) and SVD++ flipped recipe (``recipes.RECIPES["svdpp-flipped"]``,
+  chosen on these folds), trained with Adam;
 * BPMF (``recipes.FITTED["bpmf"]``), the bias model trained by Gibbs sampling (``gibbs.py``);
 * Surprise's SVD and SVD++ with their defaults (the ``bench`` extra), as peers.
 
@@ -66,6 +67,7 @@ def surprise(name):
 MODELS = [
     ("minirec bias, improved recipe (Adam)", adam_recipe("bias")),
     ("minirec SVD++ recipe (Adam)", adam_recipe("svdpp")),
+    ("minirec SVD++ flipped recipe (Adam)", adam_recipe("svdpp-flipped")),
     ("minirec BPMF (Gibbs sampling)", fitted("bpmf")),
     ("Surprise SVD (defaults)", surprise("SVD")),
     ("Surprise SVD++ (defaults)", surprise("SVD++")),

@@ -146,3 +146,16 @@ def test_ease_fits_saves_loads_and_recommends(tmp_path, backend):
     assert back.objective.predicts == "scores"
     with pytest.raises(ValueError, match="scores, not ratings"):
         back.evaluate(valid.x, valid.y)
+
+
+def test_lr_find_runs_on_the_bpr_loss_and_leaves_the_model_alone():
+    ds, train, _ = ranking_data()
+    model = DotProductBias(ds.n_users, ds.n_movies, n_factors=4, seed=0, backend="numpy")
+    model.compile(Adam(1e-3, lazy=True), loss="bpr")
+    before = {k: v.copy() for k, v in model.params.items()}
+    negatives = model.negative_rng.bit_generator.state
+    finder = model.lr_find(train.x, train.y, num_it=40, batch_size=64)
+    assert len(finder.lrs) >= 10 and finder.losses[0] == pytest.approx(np.log(2), abs=0.05)
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.params[k], v)
+    assert model.negative_rng.bit_generator.state == negatives
