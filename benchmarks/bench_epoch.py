@@ -250,7 +250,7 @@ def layer_ratios(rows):
                         f"{layers / fused:.1f}x"))
     for mode in ("dense", "lazy"):
         svdpp, fused = seconds("svdpp", mode, "layers"), seconds("bias", "dense", "fused")
-        out.append((f"SVD++ (layers) against the bias model's fused dense epoch", mode,
+        out.append(("SVD++ (layers) against the bias model's fused dense epoch", mode,
                     f"{svdpp:.3f}", f"{fused:.3f}", f"{svdpp / fused:.1f}x"))
     return out
 

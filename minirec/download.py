@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .backend import cache_home
 from .checksums import DataError, _record_download, ratings_file, sha256, verify
+from .files import process_alive
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"  # or $MINIREC_MIRROR
 
@@ -172,16 +173,8 @@ def clear_leftovers(home, name):
             pid = int(leftover.name[len(name) + 2:].split("-")[0])
         except ValueError:
             continue
-        if leftover.is_dir() and not _alive(pid):
+        if leftover.is_dir() and not process_alive(pid):
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as e:
-        return e.errno == errno.EPERM
-    return True
 
 
 def download(url, target):

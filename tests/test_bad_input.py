@@ -629,7 +629,7 @@ def test_evaluating_without_the_duplicates_setting_says_which_setting(tmp_path):
 
 def test_the_api_says_what_it_means(tmp_path):
     import warnings
-    from minirec import Adam, DotProductBias, load_movielens
+    from minirec import Adam, DotProductBias
     from minirec.weights import model_from_weights
     ds = synthetic_movielens(20, 30, 600, seed=0)
     model = DotProductBias(ds.n_users, ds.n_movies, n_factors=3, backend="numpy").compile(Adam())
