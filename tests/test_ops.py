@@ -96,3 +96,16 @@ def test_bags_are_checked():
         EmbeddingBag(4, 2, (np.array([0, 1]), np.array([7])))
     with pytest.raises(ValueError, match="mode"):
         EmbeddingBag(4, 2, (np.array([0, 1]), np.array([1])), mode="max")
+
+
+@pytest.mark.parametrize("mode, scale", [("sqrt", lambda n: n ** -0.5), ("mean", lambda n: 1 / n),
+                                         ("sum", lambda n: 1.0)])
+def test_each_bag_mode_scales_as_it_says(mode, scale):
+    """out = s_r · Σ W[bag r] with s_r = 1/√n_r, 1/n_r or 1; an empty bag gives zeros."""
+    bags = [[0, 1, 1, 3], [2], []]
+    layer = EmbeddingBag(4, 2, csr(bags), mode=mode, rng=np.random.default_rng(0), dtype=np.float64)
+    W = layer.params["W"]
+    out = layer.forward(np.array([0, 1, 2], dtype=np.intp))
+    np.testing.assert_allclose(out[0], scale(4) * W[[0, 1, 1, 3]].sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(out[1], scale(1) * W[2], rtol=1e-12)
+    np.testing.assert_array_equal(out[2], 0)
