@@ -305,3 +305,27 @@ def test_svdpp_follows_the_data_when_its_ids_come_in_another_order(tmp_path, cls
     theirs = back.predict([np.array([reversed_ds.userid2idx[i] for i in u_ids]),
                            np.array([reversed_ds.movieid2idx[j] for j in m_ids])])
     np.testing.assert_allclose(theirs, mine, rtol=1e-6)
+
+
+class WrongDtype(NoBackward):
+    def backward(self, dpred):  # the right shape, float64 for a float32 table
+        self.user.grads["W"] = np.zeros((self.n_users, self.n_factors))
+
+
+def test_a_gradient_of_the_right_shape_but_the_wrong_dtype_is_named():
+    users, movies, y = data(40, 5, 6)
+    with pytest.raises(ModelError, match=r"shape \(5, 3\), float64, but the parameter is \(5, 3\), float32"):
+        WrongDtype(5, 6, backend="numpy").compile(Adam()).fit([users, movies], y, verbose=0)
+
+
+def test_lazy_steps_balance_the_l2_for_the_batch_size_fit_uses():
+    """p_k = 1 - (1 - c_k/N)^B with B the fit's batch size: row k's lazy L2 factor is 2λ/p_k."""
+    from minirec.runners import training_regularisers
+    users, movies, y = data(200, 5, 6)
+    model = DotProduct(5, 6, n_factors=2, l2=0.1, dtype=np.float64, backend="numpy")
+    model.compile(Adam(lazy=True))
+    for batch in (8, 32):
+        reg = training_regularisers(model, users, movies, batch)["movie_embedding.W"]
+        c = np.bincount(movies, minlength=6)
+        expected = 2 * 0.1 / (1 - (1 - c / len(movies)) ** batch)
+        np.testing.assert_allclose(reg.coefficients(model.params["movie_embedding.W"]), expected, rtol=1e-12)
