@@ -10,10 +10,10 @@
 What is checked, and when: a download's size against Content-Length; that the answer is a
 zip, that it would not unpack past the free disk or far past its own size, and every member's
 CRC, before anything is unpacked; the ratings file's sha256 against the one minirec records for
-the release (``RELEASES``, taken from copies of GroupLens's files; GroupLens publishes no
-checksums; for releases without one, against the hash taken at download). A cached release is
-hashed once (``checksums.py``: a ledger keyed by the file's path, size and modification time;
-``minirec download NAME --verify`` hashes it anew).
+the release (``RELEASES``: this project's own record of GroupLens's files, not a checksum
+GroupLens publishes; for releases without one, against the hash taken at download). A cached
+release is hashed once (``checksums.py``: a ledger keyed by the file's path, size and
+modification time; ``minirec download NAME --verify`` hashes it anew).
 
 Downloads are atomic and safe to run twice at once: each unpacks into a private temporary
 folder (named with its process id, so that a later run can clear what a killed one left),
@@ -39,7 +39,7 @@ GROUPLENS = "https://files.grouplens.org/datasets/movielens/"  # or $MINIREC_MIR
 
 # name -> (zip file, folder inside the zip, sha256 of the ratings file where it is known).
 # Checksums: ml-latest-small (2018 release) and ml-100k, hashed by this project from copies of
-# GroupLens's files (its data manifest); GroupLens itself publishes none.
+# GroupLens's files (its data manifest); they are minirec's record, not published by GroupLens.
 RELEASES = {
     "ml-latest-small": ("ml-latest-small.zip", "ml-latest-small",
                         "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646"),
