@@ -195,10 +195,16 @@ def test_ctrl_c_is_one_line_and_saves_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "minirec.cli", "train", "--data", str(data), "--epochs",
                              "50", "--save", str(tmp_path / "w.npz")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MINIREC_BACKEND": "numpy"})
-    proc.stdout.readline()  # the first epoch's line: training has begun
+                            env={**os.environ, "MINIREC_BACKEND": "numpy", "PYTHONFAULTHANDLER": "1"})
+    first = proc.stdout.readline()  # the first epoch's line: training has begun
+    assert first.startswith("Epoch 1/50"), first
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # show where it hung: faulthandler prints every thread's stack
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        pytest.fail(f"no exit within 120 s of Ctrl-C; the process was at:\n{err[-4000:]}")
     assert proc.returncode == 130 and err.strip() == "minirec: interrupted; no file was left half-written"
     assert "w.npz" not in files(tmp_path)
 
