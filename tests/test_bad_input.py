@@ -195,7 +195,10 @@ def test_ctrl_c_is_one_line_and_saves_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "minirec.cli", "train", "--data", str(data), "--epochs",
                              "50", "--save", str(tmp_path / "w.npz")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MINIREC_BACKEND": "numpy", "PYTHONFAULTHANDLER": "1"})
+                            env={**os.environ, "MINIREC_BACKEND": "numpy", "PYTHONFAULTHANDLER": "1"},
+                            # as from a terminal: a test run started in the background (`cmd &`
+                            # in a script) ignores SIGINT, and a child would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stdout.readline()  # the first epoch's line: training has begun
     assert first.startswith("Epoch 1/50"), first
     proc.send_signal(signal.SIGINT)
