@@ -184,7 +184,7 @@ def describe(model):
                     f"on its probe{when}")
         check = ("it agreed with the layers on its probe" if agreed else
                  "if it agrees with the layers on the probe fit runs first, else the layers")
-        return f"{kernel}{threads_used(model, optimizer)}, {check}{when}"
+        return f"{kernel}{threads_used(model, optimizer, entry[0])}, {check}{when}"
     layers = f"the layers' forward/backward on {model.backend}, then"
     if not isinstance(optimizer, Adam):
         return f"{layers} {type(optimizer).__name__}.step"
@@ -194,18 +194,25 @@ def describe(model):
         model.backend, f"{layers} Adam.step on NumPy arrays{when}")
 
 
-def threads_used(model, optimizer):
-    """The threads the Numba kernels really use: lazy steps run on one; dense Adam steps of a
-    big table are split over ``model.threads``, capped at the threads Numba has."""
-    if optimizer.lazy or model.threads == 1:
-        asked = f" ({model.threads} asked for; lazy steps run on one)" if model.threads > 1 else ""
-        return f" on 1 CPU thread{asked}"
+def threads_used(model, optimizer, kernel=None):
+    """The threads the Numba kernels really use: dense Adam steps of a big table are split over
+    ``model.threads``, capped at the threads Numba has; lazy steps run on one, except in a
+    kernel module that declares ``LAZY_THREADS`` (``numba_mf``: a batch split by table)."""
     from .kernels import available_threads
-    from .kernels.numba_adam import PARALLEL_ABOVE
     n = min(model.threads, available_threads())
     capped = f", capped from {model.threads} at this machine's {n}" if n < model.threads else ""
+    if optimizer.lazy:
+        lazy_threads = getattr(importlib.import_module(f"minirec.kernels.{kernel}"),
+                               "LAZY_THREADS", 1) if kernel else 1
+        if lazy_threads > 1 and n > 1:
+            return (f" on {min(n, lazy_threads)} CPU threads, one for the users' table and one "
+                    f"for the movies'{capped}")
+        if model.threads > 1:
+            return f" on 1 CPU thread ({model.threads} asked for; lazy steps run on one here)"
+        return " on 1 CPU thread"
     if n == 1:
         return f" on 1 CPU thread{capped}"
+    from .kernels.numba_adam import PARALLEL_ABOVE
     return (f" on 1 CPU thread, and {n} for the dense Adam step of each table of "
             f"{PARALLEL_ABOVE:,} entries or more{capped}")
 
@@ -222,8 +229,9 @@ _VERDICTS = {}
 
 def probe_key(model, module, optimizer):
     """What a verdict depends on: the class and its settings, the optimiser's settings, the
-    dtype, and the identity of the code on both sides (the model's and its layers' methods, the
-    kernel module's functions, ``adam_update``), so an edit made at run time is probed anew."""
+    dtype, the threads (the probe runs with the model's), and the identity of the code on both
+    sides (the model's and its layers' methods, the kernel module's functions,
+    ``adam_update``), so an edit made at run time is probed anew."""
     from . import optim
     config = {k: v for k, v in model.config().items()
               if k not in ("class", "n_users", "n_movies", "n_factors")}
@@ -233,8 +241,8 @@ def probe_key(model, module, optimizer):
                | {c for c in vars(kernel).values() if isinstance(c, type)})
     code = sorted(id(f) for cls in classes for f in vars(cls).values() if callable(f))
     code += sorted(id(f) for f in vars(kernel).values() if callable(f)) + [id(optim.adam_update)]
-    return (type(model), model.backend, module, str(model.dtype), json.dumps(config, sort_keys=True),
-            json.dumps(settings, sort_keys=True), tuple(code))
+    return (type(model), model.backend, module, str(model.dtype), model.threads,
+            json.dumps(config, sort_keys=True), json.dumps(settings, sort_keys=True), tuple(code))
 
 
 def verdict(model, module, adapter, optimizer):
@@ -269,6 +277,7 @@ def _probe(model, module, adapter, dtype):
     for backend, fused in (("numpy", False), (model.backend, True)):
         tiny = type(model)(n_users=5, n_movies=6, n_factors=3, **config, dtype=dtype, seed=0,
                            backend=backend)
+        tiny.threads = model.threads  # the threaded paths are probed too
         tiny.compile(copy.copy(model.optimizer))
         tiny.optimizer.reset()
         xp = tiny.xp

@@ -18,6 +18,7 @@ from numba import prange
 from ..optim import AdamStep, adam_update as _adam_update
 from . import jit
 from .denormals import flush_denormals, restore_fp_mode
+from .prefetch import prefetch
 
 adam_update = jit(_adam_update)
 
@@ -66,10 +67,18 @@ def adam_dense_threads(w, g, m, v, l2, l2_rows, k, n_threads):
                   (part + 1) * n // n_threads, k)
 
 
+AHEAD = 8  # rows between asking for a row's moments (``prefetch.py``) and reading them
+
+
 @jit
 def adam_rows(t, rows, n_rows, k):
-    """Only rows[0..n_rows-1] of table t take a step, row i with g = G[i] + c_i·W[i]."""
+    """Only rows[0..n_rows-1] of table t take a step, row i with g = G[i] + c_i·W[i]. The
+    moments of the row AHEAD places on are asked for meanwhile: the rows are scattered over
+    the table, and a table bigger than the cache would otherwise wait for each in turn."""
     for r in range(n_rows):
+        if r + AHEAD < n_rows:
+            prefetch(t.m[rows[r + AHEAD]])
+            prefetch(t.v[rows[r + AHEAD]])
         i = rows[r]
         c = t.l2_rows[i]
         w, g, m, v = t.w[i], t.g[i], t.m[i], t.v[i]

@@ -12,15 +12,20 @@ For rating k of a batch, user i = users[k], movie j = movies[k], rating r (the r
 
 After the batch, if its loss is finite: Adam on every table (``numba_adam.step_table``, which
 compiles ``optim.adam_update``), then the touched rows of each gradient buffer go back to zero.
-A batch whose loss is not finite stops the call before any update.
+A batch whose loss is not finite stops the call before any update. The order of the batches,
+the ratings and the sums is the layers' order; ``fetch_ahead`` only asks for rows early, and
+two threads split a lazy batch by table (``train_batches``), which changes no number.
 """
 from typing import NamedTuple
 
 import numpy as np
 
 from ..activations import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
+from numba import prange
+
 from . import jit, use_threads
-from .numba_adam import adam_step_at, adam_steps, l2_factors, step_table, table
+from .numba_adam import Table, adam_step_at, adam_steps, l2_factors, step_table, table
+from .prefetch import prefetch, prefetch_at
 
 sigmoid_range, sigmoid_range_grad = jit(_sigmoid_range), jit(_sigmoid_range_grad)
 
@@ -66,54 +71,135 @@ def zero_rows(g, rows, n):
         g[rows[r]] = 0
 
 
+LAZY_THREADS = 2  # a lazy batch splits by table: users on one thread, movies on another
+AHEAD = 8  # ratings between naming a row to the cache (``prefetch``) and reading it
+
+USERS, MOVIES, BOTH = 0, 1, 2  # which tables' gradients a pass over a batch collects
+
+
+@jit(inline="always")  # a call per rating with four tables by value would cost more than it saves
+def fetch_ahead(order, users, movies, ratings, k, u, m, b_i, b_j, side):
+    """Prefetch (``prefetch.py``) for rating k + AHEAD its rows of u, m, b_i, b_j and the
+    gradient rows of ``side``; for rating k + 2·AHEAD the entries that say which rows those
+    are (on a big data set, reading them is itself a trip to memory)."""
+    n = order.shape[0]
+    if k + 2 * AHEAD < n:
+        far = order[k + 2 * AHEAD]
+        prefetch_at(users, far)
+        prefetch_at(movies, far)
+        prefetch_at(ratings, far)
+    if k + AHEAD < n:
+        near = order[k + AHEAD]
+        i, j = users[near], movies[near]
+        prefetch(u.w[i])
+        prefetch(m.w[j])
+        prefetch(b_i.w[min(i, b_i.w.shape[0] - 1)])  # (a model without biases has 1 x 1 ones)
+        prefetch(b_j.w[min(j, b_j.w.shape[0] - 1)])
+        if side != MOVIES:
+            prefetch(u.g[i])
+        if side != USERS:
+            prefetch(m.g[j])
+
+
 @jit
-def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, has_bias, squash,
-                  seen, losses, n_threads):
-    """Batches first..last-1 of ``data`` (a ``runners.Batches``); u, m, b_i, b_j are ``Table``s (u (U, F), m (M, F),
-    b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``). Returns the first batch
-    whose loss was not finite (nothing updated for it), or -1. ``n_threads`` share each dense
-    Adam step of a big table (the forward and backward passes run on one)."""
-    n = data.order.shape[0]
-    for b in range(first, last):
-        start, stop = b * data.size, min(n, (b + 1) * data.size)
-        scale = two_over_n[0] if stop - start == data.size else two_over_n[1]
-        loss, n_i, n_j = 0.0, 0, 0
-        for k in range(start, stop):
-            row = data.order[k]
-            i, j = data.users[row], data.movies[row]
-            u_i, m_j, gu_i, gm_j = u.w[i], m.w[j], u.g[i], m.g[j]
-            z = row_dot(u_i, m_j)
-            if has_bias:
-                z = z + b_i.w[i, 0] + b_j.w[j, 0]
-            if squash.on:
-                pred, s = sigmoid_range(z, squash.lo, squash.span)
-                err = pred - data.ratings[row]
-                dz = err * scale * sigmoid_range_grad(s, squash.span)
-            else:
-                err = z - data.ratings[row]
-                dz = err * scale
-            loss += err * err
+def batch_gradients(order, users, movies, ratings, b, size, scale, u, m, b_i, b_j, has_bias,
+                    squash, seen, side):
+    """Forward and backward over batch b (ratings order[b·size : (b+1)·size]): adds each
+    rating's gradient into the user rows (``side`` USERS), the movie rows (MOVIES) or both
+    (BOTH), and notes those rows in ``seen``. Returns (the batch's summed squared error,
+    rows of u noted, rows of m noted)."""
+    start, stop = b * size, min(order.shape[0], (b + 1) * size)
+    loss, n_i, n_j = 0.0, 0, 0
+    for k in range(start, stop):
+        fetch_ahead(order, users, movies, ratings, k, u, m, b_i, b_j, side)
+        row = order[k]
+        i, j = users[row], movies[row]
+        u_i, m_j = u.w[i], m.w[j]
+        z = row_dot(u_i, m_j)
+        if has_bias:
+            z = z + b_i.w[i, 0] + b_j.w[j, 0]
+        if squash.on:
+            pred, s = sigmoid_range(z, squash.lo, squash.span)
+            err = pred - ratings[row]
+            dz = err * scale * sigmoid_range_grad(s, squash.span)
+        else:
+            err = z - ratings[row]
+            dz = err * scale
+        loss += err * err
+        if side != MOVIES:
+            gu_i = u.g[i]
             for f in range(u_i.shape[0]):
                 gu_i[f] += dz * m_j[f]
-                gm_j[f] += dz * u_i[f]
             if has_bias:
                 b_i.g[i, 0] += dz
-                b_j.g[j, 0] += dz
             n_i = mark(i, b, seen.stamp_i, seen.rows_i, n_i)
+        if side != USERS:
+            gm_j = m.g[j]
+            for f in range(m_j.shape[0]):
+                gm_j[f] += dz * u_i[f]
+            if has_bias:
+                b_j.g[j, 0] += dz
             n_j = mark(j, b, seen.stamp_j, seen.rows_j, n_j)
+    return loss, n_i, n_j
+
+
+@jit
+def step_side(t, bias, has_bias, rows, n_rows, k, lazy, n_threads):
+    """Adam on one side's tables (u and b_i, or m and b_j), then their gradient rows to zero."""
+    step_table(t, rows, n_rows, k, lazy, n_threads)
+    zero_rows(t.g, rows, n_rows)
+    if has_bias:
+        step_table(bias, rows, n_rows, k, lazy, n_threads)
+        zero_rows(bias.g, rows, n_rows)
+
+
+@jit(parallel=True)
+def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, has_bias, squash,
+                  seen, losses, n_threads):
+    """Batches first..last-1 of ``data`` (a ``runners.Batches``); u, m, b_i, b_j are ``Table``s
+    (u (U, F), m (M, F), b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``).
+    Returns the first batch whose loss was not finite (nothing updated for it), or -1.
+
+    Threads: with ``n_threads`` > 1 and lazy Adam, two threads split each batch by table —
+    one runs forward and backward and collects the users' gradients, then steps the users'
+    rows; the other does the same for the movies. Both read the weights as the batch found
+    them and compute every rating's error the same way, so the numbers are the one-thread
+    numbers, bit for bit. With dense Adam, ``n_threads`` share each big table's step instead.
+    """
+    order, users, movies, ratings, size = data.order, data.users, data.movies, data.ratings, data.size
+    n, split = order.shape[0], lazy and n_threads > 1
+    part_loss, part_rows = np.zeros(2), np.zeros(2, np.int64)
+    # Numba cannot hand a named tuple to the body of a threaded loop: plain tuples go in,
+    # and are named again inside.
+    t_u, t_m, t_bi, t_bj, t_squash, t_seen = u[:], m[:], b_i[:], b_j[:], squash[:], seen[:]
+    for b in range(first, last):
+        start, stop = b * size, min(n, (b + 1) * size)
+        scale = two_over_n[0] if stop - start == size else two_over_n[1]
+        if split:
+            for side in prange(2):  # USERS, MOVIES
+                side_loss, side_i, side_j = batch_gradients(
+                    order, users, movies, ratings, b, size, scale, Table(*t_u), Table(*t_m),
+                    Table(*t_bi), Table(*t_bj), has_bias, Squash(*t_squash), Seen(*t_seen), side)
+                part_loss[side] = side_loss
+                part_rows[side] = side_i if side == USERS else side_j
+            loss, n_i, n_j = part_loss[USERS], part_rows[USERS], part_rows[MOVIES]
+        else:
+            loss, n_i, n_j = batch_gradients(order, users, movies, ratings, b, size, scale, u, m,
+                                             b_i, b_j, has_bias, squash, seen, BOTH)
         losses[b - first] = loss / (stop - start)
         if not np.isfinite(losses[b - first]):
             return b
-        k_b = adam_step_at(steps, b - first)
-        step_table(u, seen.rows_i, n_i, k_b, lazy, n_threads)
-        step_table(m, seen.rows_j, n_j, k_b, lazy, n_threads)
-        zero_rows(u.g, seen.rows_i, n_i)
-        zero_rows(m.g, seen.rows_j, n_j)
-        if has_bias:
-            step_table(b_i, seen.rows_i, n_i, k_b, lazy, n_threads)
-            step_table(b_j, seen.rows_j, n_j, k_b, lazy, n_threads)
-            zero_rows(b_i.g, seen.rows_i, n_i)
-            zero_rows(b_j.g, seen.rows_j, n_j)
+        if split:
+            for side in prange(2):
+                k_side = adam_step_at(steps, b - first)
+                if side == USERS:
+                    step_side(Table(*t_u), Table(*t_bi), has_bias, seen.rows_i, n_i, k_side, lazy, 1)
+                else:
+                    step_side(Table(*t_m), Table(*t_bj), has_bias, seen.rows_j, n_j, k_side, lazy, 1)
+        else:
+            k_b = adam_step_at(steps, b - first)
+            step_side(u, b_i, has_bias, seen.rows_i, n_i, k_b, lazy, n_threads)
+            step_side(m, b_j, has_bias, seen.rows_j, n_j, k_b, lazy, n_threads)
     return -1
 
 
