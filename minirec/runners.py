@@ -184,7 +184,7 @@ def describe(model):
                     f"on its probe{when}")
         check = ("it agreed with the layers on its probe" if agreed else
                  "if it agrees with the layers on the probe fit runs first, else the layers")
-        return f"{kernel}{threads_used(model, optimizer, entry[0])}, {check}{when}"
+        return f"{kernel}{threads_used(model, optimizer, entry)}, {check}{when}"
     layers = f"the layers' forward/backward on {model.backend}, then"
     if not isinstance(optimizer, Adam):
         return f"{layers} {type(optimizer).__name__}.step"
@@ -194,22 +194,24 @@ def describe(model):
         model.backend, f"{layers} Adam.step on NumPy arrays{when}")
 
 
-def threads_used(model, optimizer, kernel=None):
+def threads_used(model, optimizer, entry=None):
     """The threads the Numba kernels really use: dense Adam steps of a big table are split over
-    ``model.threads``, capped at the threads Numba has; lazy steps run on one, except in a
-    kernel module that declares ``LAZY_THREADS`` (``numba_mf``: a batch split by table)."""
+    ``model.threads``, capped at the threads Numba has; lazy steps run on one, except where the
+    kernel of ``entry`` (module, adapter) has a ``lazy_threads`` rule (``numba_mf``: a batch
+    split by table, for big tables)."""
     from .kernels import available_threads
     n = min(model.threads, available_threads())
     capped = f", capped from {model.threads} at this machine's {n}" if n < model.threads else ""
     if optimizer.lazy:
-        lazy_threads = getattr(importlib.import_module(f"minirec.kernels.{kernel}"),
-                               "LAZY_THREADS", 1) if kernel else 1
-        if lazy_threads > 1 and n > 1:
-            return (f" on {min(n, lazy_threads)} CPU threads, one for the users' table and one "
-                    f"for the movies'{capped}")
-        if model.threads > 1:
-            return f" on 1 CPU thread ({model.threads} asked for; lazy steps run on one here)"
-        return " on 1 CPU thread"
+        rule = entry and getattr(importlib.import_module(f"minirec.kernels.{entry[0]}"),
+                                 "lazy_threads", None)
+        if rule and rule(model, entry[1], n) == 2:
+            return f" on 2 CPU threads, one for the users' table and one for the movies'{capped}"
+        if model.threads == 1 or n == 1:
+            return f" on 1 CPU thread{capped}"
+        why = ("its tables are too small to split between threads" if rule else
+               "lazy steps run on one here")
+        return f" on 1 CPU thread ({model.threads} asked for; {why})"
     if n == 1:
         return f" on 1 CPU thread{capped}"
     from .kernels.numba_adam import PARALLEL_ABOVE

@@ -255,14 +255,16 @@ def test_weights_and_optimiser_state_move_between_devices(tmp_path):
 
 @pytest.mark.parametrize("kind", ["dot", "bias", "nn"])
 @pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
-def test_two_threads_give_the_same_numbers_as_one(kind, lazy):
+def test_two_threads_give_the_same_numbers_as_one(kind, lazy, monkeypatch):
     """The threaded pieces (a dense Adam step cut into spans; numba_mf's lazy batch split by
     table) split work whose result does not depend on the split: one and two threads must agree
     bit for bit. The movie table is big enough (2,000 x 40 entries) for the threaded dense step
-    to run."""
+    to run; the lazy split is made to run at this size."""
     numba = pytest.importorskip("numba")
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has one thread here: there is no second thread to compare")
+    from minirec.kernels import numba_mf
+    monkeypatch.setattr(numba_mf, "SPLIT_ABOVE", 0)
     from minirec.kernels.numba_adam import PARALLEL_ABOVE
     from minirec.registry import KINDS
     rng = np.random.default_rng(0)
@@ -295,12 +297,17 @@ def test_what_summary_says_is_what_runs(monkeypatch):
     text = describe(model)
     assert (f"capped from 999 at this machine's {n}" in text) and "999 CPU threads" not in text
     model.compile(Adam(0.01, lazy=True))
-    if n > 1:  # numba_mf splits a lazy batch by table over two threads
+    if n > 1:  # numba_mf splits a lazy batch by table over two threads, for big tables only
+        assert ("on 1 CPU thread (999 asked for; its tables are too small to split between "
+                "threads)") in describe(model)
+        from minirec.kernels import numba_mf
+        monkeypatch.setattr(numba_mf, "SPLIT_ABOVE", model.params["user_embedding.W"].size
+                            + model.params["movie_embedding.W"].size)
         assert ("on 2 CPU threads, one for the users' table and one for the movies', capped "
                 f"from 999 at this machine's {n}") in describe(model)
-    model.fused = False  # the layers step one table after another
-    assert "on 1 CPU thread (999 asked for; lazy steps run on one here)" in describe(model)
-    model.fused = True
+        model.fused = False  # the layers step one table after another
+        assert "on 1 CPU thread (999 asked for; lazy steps run on one here)" in describe(model)
+        model.fused = True
     monkeypatch.setattr(runners, "_probe", lambda *args: False)  # a probe that fails
     runners._VERDICTS.clear()
     model.compile(Adam(0.01))

@@ -71,7 +71,6 @@ def zero_rows(g, rows, n):
         g[rows[r]] = 0
 
 
-LAZY_THREADS = 2  # a lazy batch splits by table: users on one thread, movies on another
 AHEAD = 8  # ratings between naming a row to the cache (``prefetch``) and reading it
 
 USERS, MOVIES, BOTH = 0, 1, 2  # which tables' gradients a pass over a batch collects
@@ -153,21 +152,35 @@ def step_side(t, bias, has_bias, rows, n_rows, k, lazy, n_threads):
         zero_rows(bias.g, rows, n_rows)
 
 
+SPLIT_ABOVE = 1 << 21  # entries of u and m together from which a lazy batch splits by table
+
+
+def lazy_threads(model, adapter, threads):
+    """The threads lazy steps of ``model`` use here (of ``threads`` available): two, one per
+    table, once u and m together hold ``SPLIT_ABOVE`` entries (8 MB an array in float32: tables
+    that no longer sit in the cache, where a thread's share of the waiting on memory is worth a
+    fork and join per batch); below, one (on ml-latest-small the second thread made a lazy
+    epoch slower, 0.055 s against 0.048 s: RESULTS.md, bench_epoch)."""
+    names = adapter(model)[0]
+    entries = model.params[names["u"]].size + model.params[names["m"]].size
+    return 2 if threads > 1 and entries >= SPLIT_ABOVE else 1
+
+
 @jit(parallel=True)
 def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, has_bias, squash,
-                  seen, losses, n_threads):
+                  seen, losses, n_threads, split):
     """Batches first..last-1 of ``data`` (a ``runners.Batches``); u, m, b_i, b_j are ``Table``s
     (u (U, F), m (M, F), b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``).
     Returns the first batch whose loss was not finite (nothing updated for it), or -1.
 
-    Threads: with ``n_threads`` > 1 and lazy Adam, two threads split each batch by table —
+    Threads: with ``split`` (lazy Adam, ``lazy_threads`` says two), two threads split each batch by table —
     one runs forward and backward and collects the users' gradients, then steps the users'
     rows; the other does the same for the movies. Both read the weights as the batch found
     them and compute every rating's error the same way, so the numbers are the one-thread
     numbers, bit for bit. With dense Adam, ``n_threads`` share each big table's step instead.
     """
     order, users, movies, ratings, size = data.order, data.users, data.movies, data.ratings, data.size
-    n, split = order.shape[0], lazy and n_threads > 1
+    n = order.shape[0]
     part_loss, part_rows = np.zeros(2), np.zeros(2, np.int64)
     # Numba cannot hand a named tuple to the body of a threaded loop: plain tuples go in,
     # and are named again inside.
@@ -243,6 +256,7 @@ class Trainer(TableTrainer):
 
     def __init__(self, model, adapter, regularisers):
         super().__init__(model, *adapter(model), regularisers)
+        self.adapter = adapter
         dummy = np.zeros((1, 1), model.dtype)
         self.absent = table(dummy, dummy, dummy, dummy, *l2_factors(None, dummy))
 
@@ -251,10 +265,12 @@ class Trainer(TableTrainer):
         two_over_n, seen = self.batch_state(batches)
         losses = np.empty(last - first)
         t = self.tables()
+        threads = use_threads(model.threads)
+        split = opt.lazy and lazy_threads(model, self.adapter, threads) == 2
         bad = train_batches(batches, first, last, adam_steps(opt, model.dtype, lrs[first:last], opt.iterations),
                             two_over_n, opt.lazy, t["u"], t["m"], t.get("b_i", self.absent),
                             t.get("b_j", self.absent), "b_i" in self.names, self.squash, seen,
-                            losses, use_threads(model.threads))
+                            losses, threads, split)
         done = last - first if bad < 0 else bad - first
         opt.iterations += done
         if bad >= 0:
