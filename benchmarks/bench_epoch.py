@@ -143,10 +143,8 @@ RECIPES = [  # (label, lazy, batch, model settings, Adam weight decay, epochs, p
     ("improved recipe, lazy", True, 64, dict(l2=1e-4, y_range=(0.0, 5.5)), 0.01, 5, 5e-3),
     ("fastest lazy found (30 factors)", True, 256, dict(l2=1e-4, y_range=(0.0, 5.5), n_factors=30), 0.05, 4, 1e-2),
     ("improved recipe, dense", False, 64, dict(l2=1e-4, y_range=(0.0, 5.5)), 0.01, 5, 5e-3),
-    # Chosen on this split from 48 dense recipes (30/50 factors, batch 256/512, 4-6 epochs,
-    # lr 5e-3/1e-2, weight decay 0.01/0.1): a dense step costs the whole tables, so fewer,
-    # bigger batches make it cheap. No lazy recipe of the 264 tried (λ 1e-4 or 3e-4, batch 64
-    # to 1,024, 4-8 epochs) reached 0.75 (best 0.7554).
+    # Chosen on this split by recipe_grid.py (48 dense recipes): a dense step costs the whole
+    # tables, so fewer, bigger batches make it cheap. None of its 264 lazy recipes reached 0.75.
     ("fastest found, dense Adam (30 factors)", False, 512, dict(l2=1e-4, y_range=(0.0, 5.5), n_factors=30), 0.01, 5, 1e-2),
 ]
 
