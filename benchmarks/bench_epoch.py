@@ -18,15 +18,12 @@ a warm-up epoch each. Then:
 import argparse
 import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 import minirec
 from minirec import lesson4
+from floor import floor_seconds, machine_peak
+from peers import SurpriseRun, TorchRun, surprise_defaults
 from results import machine_line, table, write_section
 
 HERE = Path(__file__).resolve().parent
@@ -57,59 +54,6 @@ class MinirecRun:
 
     def val_mse(self):
         return self.model.evaluate(self.valid.x, self.valid.y)
-
-
-class TorchRun:
-    def __init__(self, kind, lazy, ds, train, valid, threads=1):
-        import torch
-        import torch_reference as tr
-        self.threads = threads
-        self.name = f"PyTorch{' SparseAdam' if lazy else ' Adam'}, {threads} thread{'s' * (threads > 1)}"
-        self.tr, self.torch = tr, torch
-        torch.manual_seed(42)
-        self.model = tr.TorchModel(kind, ds.n_users, ds.n_movies, lazy=lazy)
-        self.opts = self.model.optimizers(1e-3)
-        t = lambda a, dtype: torch.as_tensor(np.asarray(a), dtype=dtype)
-        self.x = (t(train.user, torch.long), t(train.movie, torch.long), t(train.y, torch.float32))
-        self.v = (t(valid.user, torch.long), t(valid.movie, torch.long), t(valid.y, torch.float32))
-        self.gen = torch.Generator().manual_seed(42)
-
-    def epoch(self):
-        self.torch.set_num_threads(self.threads)
-        start = time.perf_counter()
-        self.tr.train_epoch(self.model, self.opts, *self.x, generator=self.gen)
-        return time.perf_counter() - start
-
-    def val_mse(self):
-        return self.tr.evaluate(self.model, *self.v)
-
-
-class SurpriseRun:
-    """Surprise's SVD: biased matrix factorisation by plain SGD, 50 factors, its defaults
-    otherwise. One epoch = the difference between fits of n+1 and n epochs would need two fits;
-    instead each round refits with one epoch more and charges the extra time to one epoch."""
-
-    def __init__(self, train, valid):
-        import pandas as pd
-        from surprise import SVD, Dataset, Reader
-        self.name, self.SVD, self.epochs = "Surprise SVD (SGD, 50 factors)", SVD, 1
-        df = pd.DataFrame({"u": train.user, "i": train.movie, "r": train.y})
-        self.trainset = Dataset.load_from_df(df, Reader(rating_scale=(0.5, 5.0))).build_full_trainset()
-        self.valid, self.last = valid, None
-
-    def epoch(self):
-        timings = []
-        for epochs in (self.epochs, self.epochs + 1):
-            algo = self.SVD(n_factors=50, n_epochs=epochs, random_state=42)
-            start = time.perf_counter()
-            algo.fit(self.trainset)
-            timings.append(time.perf_counter() - start)
-        self.epochs, self.last = self.epochs + 1, algo
-        return max(0.0, timings[1] - timings[0])
-
-    def val_mse(self):
-        pred = [self.last.predict(int(u), int(i)).est for u, i in zip(self.valid.user, self.valid.movie)]
-        return float(np.mean((np.array(pred) - self.valid.y) ** 2))
 
 
 def epoch_table(ds, train, valid, rounds, runners, peers):
@@ -170,108 +114,6 @@ def time_to_quality(ds, train, valid, targets=(0.77, 0.76, 0.75)):
                      *(f"{reached[t]:.2f}" if t in reached else "not reached" for t in targets)))
         print(" | ".join(map(str, rows[-1])), flush=True)
     return rows
-
-
-def surprise_defaults(train, valid, targets=(0.77, 0.76, 0.75)):
-    """Surprise's SVD as people run it (its defaults: 100 factors, 20 epochs of SGD), fitted on
-    the same split: the row time to quality compares with. Its validation MSE is known only
-    after the last epoch, so a target it reaches shows as reached by the end."""
-    import pandas as pd
-    from surprise import SVD, Dataset, Reader
-    df = pd.DataFrame({"u": train.user, "i": train.movie, "r": train.y})
-    trainset = Dataset.load_from_df(df, Reader(rating_scale=(0.5, 5.0))).build_full_trainset()
-    algo = SVD(random_state=42)
-    start = time.perf_counter()
-    algo.fit(trainset)
-    seconds = time.perf_counter() - start
-    pred = np.array([algo.predict(int(u), int(i)).est for u, i in zip(valid.user, valid.movie)])
-    mse = float(np.mean((pred - valid.y) ** 2))
-    return ("Surprise SVD, its defaults (100 factors, SGD)", 1, algo.n_epochs, f"{seconds:.2f}",
-            f"{mse:.4f}", *(f"by {seconds:.2f}" if mse <= t else "not reached" for t in targets))
-
-
-PEAK_PROBE = """
-import sys, time, numpy as np, numba
-from minirec.kernels import numba_adam as na
-from minirec.optim import Adam
-numba.set_num_threads(int(sys.argv[1]))
-threads = int(sys.argv[1])
-a = np.random.default_rng(0).random((64, 100), dtype=np.float32)
-b = np.random.default_rng(1).random((100, 70), dtype=np.float32)
-a @ b
-t = time.perf_counter()
-for _ in range(20000):
-    a @ b
-gemm = 20000 * 2 * 64 * 100 * 70 / (time.perf_counter() - t) / 1e9  # the net's product size
-
-def table(n):
-    w = np.random.default_rng(0).standard_normal((n, 1)).astype(np.float32)
-    return na.table(w, np.zeros_like(w) + 1e-3, np.zeros_like(w), np.zeros_like(w) + 1e-6, 2e-4,
-                    np.zeros(n, np.float32))
-k = Adam().constants(1, np.float32)
-
-@numba.njit
-def repeat(t_, k, reps, threads):  # many steps in one compiled call: no Python in the timing
-    for _ in range(reps):
-        na.step_table(t_, np.empty(0, np.intp), 0, k, False, threads)
-
-rates = []
-for n in (4096, (671 + 9066) * 51):  # in L1: arithmetic alone; the bias model's tables: + memory
-    t_ = table(n)
-    reps = max(5, 2 * 10 ** 8 // n)
-    repeat(t_, k, 2, threads)
-    t = time.perf_counter()
-    repeat(t_, k, reps, threads)
-    rates.append((time.perf_counter() - t) / (reps * n) * 1e9)
-
-@numba.njit
-def repeat_rows(t_, batches, k, reps):  # lazy steps: 64 distinct scattered rows a batch
-    for r in range(reps):
-        na.step_table(t_, batches[r % batches.shape[0]], batches.shape[1], k, True, 1)
-
-rng = np.random.default_rng(2)
-w = rng.standard_normal((9066, 50)).astype(np.float32)  # the movie table of the bias model
-t_ = na.table(w, np.zeros_like(w) + 1e-3, np.zeros_like(w), np.zeros_like(w) + 1e-6, 2e-4,
-              np.zeros(9066, np.float32))
-batches = np.array([rng.choice(9066, 64, replace=False) for _ in range(2000)])
-repeat_rows(t_, batches, k, 10)
-reps = 100000
-t = time.perf_counter()
-repeat_rows(t_, batches, k, reps)
-rates.append((time.perf_counter() - t) / (reps * 64 * 50) * 1e9)
-print(gemm, *rates)
-"""
-
-
-def machine_peak(threads):
-    """Measured, for ``threads`` threads: BLAS GFLOP/s on the net's 64x100 @ 100x70 products
-    (one thread: BLAS is not threaded at this size), and the ns per entry of minirec's own dense
-    Adam loop on an array that stays in L1 (its arithmetic: one division, one square root) and
-    on one the size of the bias model's tables (arithmetic and memory), and of its lazy step
-    over 64 scattered rows of the movie table (arithmetic, each row's loop, the cache)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(threads)], env=env,
-                         capture_output=True, text=True, check=True).stdout.split()
-    return tuple(float(v) for v in out)
-
-
-def floor_seconds(kind, lazy, n_ratings, peaks, F=50, H=70, batch=64, rows=(671, 9066)):
-    """What an epoch cannot go below: every Adam update at the measured ns per entry (dense: all
-    entries every batch, at the table-sized rate; lazy: about 2·batch rows a batch, at the rate
-    of lazy steps over scattered rows of the movie table), plus the net's matrix products at the
-    measured BLAS rate."""
-    gemm, ns_l1, ns_table, ns_rows = peaks
-    batches = n_ratings / batch
-    width = F + (kind == "bias")
-    if lazy:
-        updates, ns = batches * 2 * min(batch, rows[0]) * width, ns_rows
-    else:
-        updates, ns = batches * (rows[0] + rows[1]) * width, ns_table
-    seconds = updates * ns * 1e-9
-    if kind == "nn":
-        seconds += n_ratings * 3 * 2 * 2 * F * H / (gemm * 1e9)
-        seconds += batches * (2 * F * H + 2 * H + 1) * ns_l1 * 1e-9  # the dense layers' Adam
-    return seconds
 
 
 def against_surprise(rows, floor_rows):
