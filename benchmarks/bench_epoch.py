@@ -93,6 +93,18 @@ RECIPES = [  # (label, lazy, batch, model settings, Adam weight decay, epochs, p
 ]
 
 
+def seconds_to(history, targets):
+    """{target: training seconds (validation excluded) until the validation MSE first reached
+    it} for the targets a ``History`` reached."""
+    elapsed, reached = 0.0, {}
+    for seconds, mse in zip(history["seconds"], history["val_loss"]):
+        elapsed += seconds
+        for target in targets:
+            if target not in reached and mse <= target:
+                reached[target] = elapsed
+    return reached
+
+
 def time_to_quality(ds, train, valid, targets=(0.77, 0.76, 0.75)):
     """Training seconds (validation excluded) until the validation MSE first reaches each target."""
     rows = []
@@ -103,12 +115,7 @@ def time_to_quality(ds, train, valid, targets=(0.77, 0.76, 0.75)):
         model.compile(minirec.Adam(lr, weight_decay=wd, lazy=lazy))
         hist = model.fit_one_cycle(train.x, train.y, epochs, lr, batch_size=batch,
                                    validation_data=(valid.x, valid.y), verbose=0)
-        elapsed, reached = 0.0, {}
-        for seconds, mse in zip(hist.history["seconds"], hist.history["val_loss"]):
-            elapsed += seconds
-            for target in targets:
-                if target not in reached and mse <= target:
-                    reached[target] = elapsed
+        reached = seconds_to(hist.history, targets)
         rows.append((label, batch, epochs, f"{sum(hist.history['seconds']):.2f}",
                      f"{hist.history['val_loss'][-1]:.4f}",
                      *(f"{reached[t]:.2f}" if t in reached else "not reached" for t in targets)))

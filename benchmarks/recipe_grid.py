@@ -15,7 +15,7 @@ import argparse
 import itertools
 
 import minirec
-from bench_epoch import default_data
+from bench_epoch import default_data, seconds_to
 
 
 def lazy_grid():
@@ -36,12 +36,8 @@ def run(ds, train, valid, lazy, l2, wd, factors, batch, epochs, lr):
     model.compile(minirec.Adam(lr, weight_decay=wd, lazy=lazy))
     hist = model.fit_one_cycle(train.x, train.y, epochs, lr, batch_size=batch,
                                validation_data=(valid.x, valid.y), verbose=0)
-    elapsed, reached = 0.0, None
-    for seconds, mse in zip(hist.history["seconds"], hist.history["val_loss"]):
-        elapsed += seconds
-        if reached is None and mse <= 0.75:
-            reached = elapsed
-    return min(hist.history["val_loss"]), hist.history["val_loss"][-1], elapsed, reached
+    return (min(hist.history["val_loss"]), hist.history["val_loss"][-1],
+            sum(hist.history["seconds"]), seconds_to(hist.history, (0.75,)).get(0.75))
 
 
 def main():

@@ -29,14 +29,14 @@ RECIPES = {**IMPROVED,
                          weight_decay=0.05, epochs=6, lr_max=5e-3),
            "svdpp-flipped": dict(model=dict(l2=1e-4, implicit_l2=1e-3, y_range=(0.0, 5.5)),
                                  weight_decay=0.1, epochs=8, lr_max=5e-3)}
-# Ranking: BPR on every rated pair with a rating of 4 or more as a positive (3 and below
-# carried less than nothing in measurement), lazy Adam, big batches; EASE's λ and threshold.
 # Models fitted another way than Adam: BPMF's chain (rank 10: rank 20 gave the same fold-u2
 # RMSE at three times the time) and EASE's λ and threshold.
 FITTED = {
     "bpmf": dict(model=dict(rank=10, samples=300, burn_in=75, thin=2)),
     "ease": dict(model=dict(l2=300.0, positive_at=3.0)),
 }
+# Ranking: BPR on every rated pair with a rating of 4 or more as a positive (3 and below
+# carried less than nothing in measurement), lazy Adam, big batches; EASE as fitted above.
 RANKING = {
     "bpr": dict(model=dict(n_factors=64, l2=1e-5), loss=dict(positive_at=4.0), lr=3e-3,
                 epochs=40, batch_size=1024, lazy=True),

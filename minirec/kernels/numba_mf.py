@@ -19,10 +19,9 @@ two threads split a lazy batch by table (``train_batches``), which changes no nu
 from typing import NamedTuple
 
 import numpy as np
-
-from ..activations import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
 from numba import prange
 
+from ..activations import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
 from . import jit, use_threads
 from .numba_adam import Table, adam_step_at, adam_steps, l2_factors, step_table, table
 from .prefetch import prefetch, prefetch_at
@@ -173,9 +172,9 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, ha
     (u (U, F), m (M, F), b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``).
     Returns the first batch whose loss was not finite (nothing updated for it), or -1.
 
-    Threads: with ``split`` (lazy Adam, ``lazy_threads`` says two), two threads split each batch by table —
-    one runs forward and backward and collects the users' gradients, then steps the users'
-    rows; the other does the same for the movies. Both read the weights as the batch found
+    Threads: with ``split`` (lazy Adam, and ``lazy_threads`` says two), two threads split each
+    batch by table — one runs forward and backward and collects the users' gradients, then
+    steps the users' rows; the other does the same for the movies. Both read the weights as the batch found
     them and compute every rating's error the same way, so the numbers are the one-thread
     numbers, bit for bit. With dense Adam, ``n_threads`` share each big table's step instead.
     """
