@@ -9,7 +9,7 @@ minirec keeps out of its choices; Surprise reports the mean over five folds):
 * minirec's improved bias recipe (``recipes.IMPROVED["bias"]``), SVD++ recipe
   (``recipes.RECIPES["svdpp"]``) and SVD++ flipped recipe (``recipes.RECIPES["svdpp-flipped"]``,
   chosen on these folds), trained with Adam;
-* BPMF (``recipes.FITTED["bpmf"]``), the bias model trained by Gibbs sampling (``gibbs.py``);
+* BPMF (``recipes.FITTED["bpmf"]``), the bias model trained by Gibbs sampling (``models/bpmf.py``);
 * Surprise's SVD and SVD++ with their defaults (the ``bench`` extra), as peers.
 
 Every fit runs on one core. It prints RMSE per fold, the mean and the seconds to fit, and
@@ -24,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core, set before NumPy
 import numpy as np  # noqa: E402
 
 import minirec  # noqa: E402
-from minirec import recipes  # noqa: E402
+from minirec.models import recipes  # noqa: E402
 from results import machine_line, table, write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

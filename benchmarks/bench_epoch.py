@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 import minirec
-from minirec import lesson4
+from minirec.tools import lesson4
 from floor import floor_seconds, machine_peak
 from peers import SurpriseRun, TorchRun, surprise_defaults
 from results import machine_line, table, write_section

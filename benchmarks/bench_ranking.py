@@ -4,7 +4,7 @@ libraries, on the same splits, with the same metric code.
 Run:  python benchmarks/bench_ranking.py [--data DIR] [--write]
 
 For ml-100k and ml-latest-small (2018), each split 80/20 with ``default_rng(42)``, it fits
-every model on the training ratings and scores it with ``minirec.analysis.ranking_metrics``
+every model on the training ratings and scores it with ``minirec.tools.analysis.ranking_metrics``
 (all movies the user did not rate in training are candidates; held-out ratings >= 4 are
 relevant; k = 10): NDCG@10, precision@10, recall@10, the median number of training ratings of
 the recommended movies (how far from the head they go; popularity's own is the baseline), and
@@ -31,8 +31,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")       # NumPy and the peers start 
 import numpy as np  # noqa: E402
 
 import minirec  # noqa: E402
-from minirec import recipes  # noqa: E402
-from minirec.analysis import ranking_metrics  # noqa: E402
+from minirec.models import recipes  # noqa: E402
+from minirec.tools.analysis import ranking_metrics  # noqa: E402
 from results import machine_line, table, write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +88,7 @@ def fit_cornac(train, ds):
 
 
 def fit_minirec(kind, train, valid, ds):
-    from minirec.objectives import BPR
+    from minirec.train.objectives import BPR
     if kind == "popularity":
         return None
     if kind == "ease":
@@ -103,7 +103,7 @@ def fit_minirec(kind, train, valid, ds):
         return model
     if kind == "dot":
         model = recipes.build("dot", ds, SEED, "numba", train)
-        from minirec.lesson4 import NOTEBOOK, train_notebook
+        from minirec.tools.lesson4 import NOTEBOOK, train_notebook
         train_notebook(model, train, valid, NOTEBOOK["dot"], verbose=0)
         return model
     recipe = recipes.IMPROVED["bias"]
@@ -157,7 +157,7 @@ def main():
         "## Ranking (bench_ranking.py)",
         f"Machine: {machine_line(notes)}; every library on one thread. Splits: 80/20 with "
         "`default_rng(42)`; all movies a user did not rate in training are candidates, held-out "
-        "ratings >= 4 are relevant, k = 10, scored by `minirec.analysis.ranking_metrics` for "
+        "ratings >= 4 are relevant, k = 10, scored by `minirec.tools.analysis.ranking_metrics` for "
         "every model. `median ratings` is the median number of training ratings of the "
         "recommended movies. Fit seconds include minirec's compilation where a cache was cold. "
         "minirec's ranking recipes were chosen on the 2016 ml-latest-small split and ml-100k's "

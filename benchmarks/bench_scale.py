@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import minirec
-from minirec.synthetic import SHAPES, synthetic_movielens, write_release
+from minirec.data.synthetic import SHAPES, synthetic_movielens, write_release
 from results import machine_line, table
 
 

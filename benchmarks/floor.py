@@ -7,8 +7,8 @@ import sys
 
 PEAK_PROBE = """
 import sys, time, numpy as np, numba
-from minirec.kernels import numba_adam as na
-from minirec.optim import Adam
+from minirec.fast import numba_adam as na
+from minirec.nn.optim import Adam
 numba.set_num_threads(int(sys.argv[1]))
 threads = int(sys.argv[1])
 a = np.random.default_rng(0).random((64, 100), dtype=np.float32)

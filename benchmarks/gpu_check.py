@@ -21,8 +21,8 @@ import time
 
 import minirec
 from minirec.backend import cupy_available
-from minirec.registry import KINDS
-from minirec.synthetic import synthetic_like
+from minirec.models.registry import KINDS
+from minirec.data.synthetic import synthetic_like
 from results import machine_line, table
 
 

@@ -12,7 +12,7 @@ import argparse
 import time
 
 import minirec
-from minirec import lesson4
+from minirec.tools import lesson4
 from bench_epoch import TorchRun, default_data
 from results import table
 

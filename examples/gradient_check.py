@@ -14,8 +14,8 @@ import sys
 import numpy as np
 
 from minirec import DotProductBias
-from minirec.cli import main
-from minirec.gradcheck import rel_error
+from minirec.tools.cli import main
+from minirec.nn.gradcheck import rel_error
 
 # A tiny model and a batch with repeated users and movies (the scatter-add must add them up).
 model = DotProductBias(n_users=4, n_movies=5, n_factors=3, l2=0.01, dtype=np.float64, seed=0,

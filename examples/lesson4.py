@@ -6,7 +6,7 @@ Read it top to bottom beside the notebook: load MovieLens and make the ids conti
 80/20, train the dot-product model, the same with biases (save it, load it back), look at
 the movie biases and the principal components of the movie embeddings, then train the small
 neural net. Every call is plain minirec; ``minirec lesson4`` runs the same recipes
-(``minirec/lesson4.py``) and adds the final table, ``--improved``, ``--keras1-schedule`` and
+(``minirec/tools/lesson4.py``) and adds the final table, ``--improved``, ``--keras1-schedule`` and
 ``--as-written``.
 """
 import argparse
@@ -17,7 +17,7 @@ import numpy as np
 
 import minirec
 from minirec import Adam, DotProduct, DotProductBias, NeuralNet
-from minirec.analysis import bias_ranking, components_text, movie_components
+from minirec.tools.analysis import bias_ranking, components_text, movie_components
 
 parser = argparse.ArgumentParser(description="the Lesson 4 notebook, cell by cell")
 parser.add_argument("--data", default="ml-latest-small", help="a release name or a folder")

@@ -2,7 +2,7 @@
 
 Run:  python examples/ml100k.py [--data ml-100k] [--folds u2,u3,u4,u5]
 
-The model (``minirec/svdpp_flipped.py``, a subclass of ``SVDpp``) is the bias model plus what
+The model (``minirec/models/svdpp_flipped.py``, a subclass of ``SVDpp``) is the bias model plus what
 *choices* say, on both sides:
 
     r̂ = μ + b_i + b_j + (m_j + |N(j)|^-½ Σ_{l ∈ N(j)} x_l) · (u_i + |N(i)|^-½ Σ_{k ∈ N(i)} y_k)
@@ -18,9 +18,11 @@ import argparse
 import numpy as np
 
 import minirec
-from minirec import Adam, FlippedSVDpp, gradcheck, recipes
-from minirec.lesson4 import NOTEBOOK, train_notebook
-from minirec.models import rated_by
+from minirec import Adam, FlippedSVDpp
+from minirec.nn import gradcheck
+from minirec.models import recipes
+from minirec.tools.lesson4 import NOTEBOOK, train_notebook
+from minirec.models.svdpp import rated_by
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--data", default="ml-100k")

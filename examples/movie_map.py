@@ -10,9 +10,9 @@ Needs matplotlib (pip install -e ".[plot]").
 import argparse
 
 import minirec
-from minirec import lesson4
-from minirec.analysis import movie_components
-from minirec.plots import plot_movie_map
+from minirec.tools import lesson4
+from minirec.tools.analysis import movie_components
+from minirec.tools.plots import plot_movie_map
 
 parser = argparse.ArgumentParser(description="write the 2-D movie map of a trained bias model")
 parser.add_argument("--data", default="ml-latest-small")

@@ -19,9 +19,10 @@ number of training ratings of the movies it recommends (how far beyond the head 
 import argparse
 
 import minirec
-from minirec import BPR, Adam, recipes
-from minirec.analysis import ranking_metrics
-from minirec.lesson4 import NOTEBOOK, train_notebook
+from minirec import BPR, Adam
+from minirec.models import recipes
+from minirec.tools.analysis import ranking_metrics
+from minirec.tools.lesson4 import NOTEBOOK, train_notebook
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--data", default="ml-latest-small")

@@ -16,8 +16,10 @@ import argparse
 import numpy as np
 
 import minirec
-from minirec import Adam, EmbeddingBag, SVDpp, gradcheck, recipes
-from minirec.models import rated_by
+from minirec import Adam, EmbeddingBag, SVDpp
+from minirec.nn import gradcheck
+from minirec.models import recipes
+from minirec.models.svdpp import rated_by
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--data", default="ml-latest-small")
@@ -56,6 +58,6 @@ for kind in ("bias", "svdpp"):
         model.summary()  # the layers train it: no fused kernel is registered for SVD++
     model.fit_one_cycle(train.x, train.y, recipe["epochs"], recipe["lr_max"],
                         validation_data=(valid.x, valid.y), verbose=0)
-    results[minirec.registry.title_of(kind)] = model.evaluate(valid.x, valid.y)
+    results[minirec.models.registry.title_of(kind)] = model.evaluate(valid.x, valid.y)
 for title, mse in results.items():
     print(f"{title:<24} validation MSE {mse:.4f}")

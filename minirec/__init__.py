@@ -1,19 +1,20 @@
 """minirec: collaborative filtering from scratch (NumPy, Numba, CuPy), after fast.ai's Lesson 4."""
-from .activations import Clip, Dropout, ReLU, SigmoidRange
-from .datasets import DataError, DataNotFound, MovieLens, load_movielens
-from .ease import EASE
-from .gibbs import BPMF
-from .guards import ModelError
-from .layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Layer, Offset
-from .losses import L2, BalancedL2, mse
-from .model import Model
-from .models import DotProduct, DotProductBias, NeuralNet, Recommender, SVDpp
-from .objectives import BPR, MSE
-from .optim import SGD, Adam, one_cycle_lr
-from .registry import register
-from .svdpp_flipped import FlippedSVDpp
-from .synthetic import synthetic_movielens
-from .training import History, TrainingDiverged
+from .nn.activations import Clip, Dropout, ReLU, SigmoidRange
+from .data.movielens import DataError, DataNotFound, MovieLens, load_movielens
+from .models.ease import EASE
+from .models.bpmf import BPMF
+from .train.guards import ModelError
+from .nn.layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Layer, Offset
+from .nn.losses import L2, BalancedL2, mse
+from .models.model import Model
+from .models.recommender import DotProduct, DotProductBias, NeuralNet, Recommender
+from .models.svdpp import SVDpp
+from .train.objectives import BPR, MSE
+from .nn.optim import SGD, Adam, one_cycle_lr
+from .models.registry import register
+from .models.svdpp_flipped import FlippedSVDpp
+from .data.synthetic import synthetic_movielens
+from .train.loop import History, TrainingDiverged
 
 __version__ = "0.2.0"
 

@@ -74,7 +74,7 @@ def server():
 def fresh_probe_verdicts():
     """Each test probes the fused kernels itself: a verdict cached by an earlier test (say, on
     code another test had patched) must never decide this one's outcome."""
-    from minirec import runners
+    from minirec.train import runners
     runners._VERDICTS.clear()
     yield
     runners._VERDICTS.clear()

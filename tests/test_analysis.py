@@ -5,10 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minirec import Adam, DotProduct, DotProductBias, MovieLens, NeuralNet
-from minirec.synthetic import synthetic_movielens
-from minirec.analysis import (bias_ranking, components_text, find_movie, movie_components, pca,
+from minirec.data.synthetic import synthetic_movielens
+from minirec.tools.analysis import (bias_ranking, components_text, find_movie, movie_components, pca,
                               predict_ids, recommend, similar_movies, top_movies)
-from minirec.plots import plot_movie_map
+from minirec.tools.plots import plot_movie_map
 
 
 @given(n=st.integers(5, 30), F=st.integers(2, 6), seed=st.integers(0, 2**16))
@@ -160,7 +160,7 @@ def test_find_movie_by_title_or_id(small):
 
 def test_movie_components_and_the_map_png(tmp_path):
     pytest.importorskip("matplotlib", reason="the movie map needs matplotlib (the plot extra)")
-    from minirec.synthetic import synthetic_movielens
+    from minirec.data.synthetic import synthetic_movielens
     ds = synthetic_movielens(60, 120, 4000, seed=0)
     model = DotProduct(ds.n_users, ds.n_movies, n_factors=5, seed=0, backend="numpy")
     result, movies, extremes = movie_components(model, ds, n_components=3, among=100, n=10)
@@ -186,7 +186,7 @@ def test_components_text_lists_each_component_with_its_share_and_extremes():
 
 
 def test_map_labels_do_not_overlap():
-    from minirec.plots import label_positions
+    from minirec.tools.plots import label_positions
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal(500), rng.standard_normal(500)
     placed = label_positions(x, y, 30, width=0.1, height=0.05)

@@ -10,11 +10,11 @@ import warnings
 import numpy as np
 import pytest
 
-from minirec import (Adam, Concat, Dense, DotProduct, DotProductBias, Dot, NeuralNet, ReLU,
-                     SigmoidRange, TrainingDiverged, gradcheck)
+from minirec import (Adam, Concat, Dense, DotProduct, DotProductBias, Dot, NeuralNet, ReLU, SigmoidRange, TrainingDiverged)
+from minirec.nn import gradcheck
 from minirec.backend import to_numpy
-from minirec.model import Model
-from minirec.runners import describe
+from minirec.models.model import Model
+from minirec.train.runners import describe
 
 CASES = [
     (DotProduct, {}),
@@ -174,7 +174,7 @@ def test_the_fourth_model_passes_the_gradient_check():
 def test_summary_says_which_runner_trains_the_model(capsys):
     pytest.importorskip("numba")
     DotProductBias(5, 6, backend="numba").compile(Adam()).summary()
-    assert "Trained by: the fused kernel minirec/kernels/numba_mf.py" in capsys.readouterr().out
+    assert "Trained by: the fused kernel minirec/fast/numba_mf.py" in capsys.readouterr().out
     ScaledBias(5, 6, backend="numba").compile(Adam()).summary()
     assert "Trained by: the layers' forward/backward on numba, then Adam compiled by Numba" \
         in capsys.readouterr().out
@@ -186,7 +186,7 @@ def test_an_edited_layer_reaches_the_default_backend_too(monkeypatch):
     """Edit the reference in place (here: Dot counts double) without subclassing: the fused
     kernel no longer matches its layers on the probe, says so, and the layers train."""
     pytest.importorskip("numba")
-    from minirec import runners
+    from minirec.train import runners
     monkeypatch.setattr(runners, "_VERDICTS", {})
 
     def doubled_forward(self, a, b):
@@ -206,7 +206,7 @@ def test_an_edited_layer_reaches_the_default_backend_too(monkeypatch):
 
 def test_the_registered_kernels_agree_with_their_layers_unedited():
     pytest.importorskip("numba")
-    from minirec.runners import registered_kernel, agrees_with_layers
+    from minirec.train.runners import registered_kernel, agrees_with_layers
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no disagreement warning for the shipped code
         for cls, kwargs in CASES:
@@ -263,10 +263,10 @@ def test_two_threads_give_the_same_numbers_as_one(kind, lazy, monkeypatch):
     numba = pytest.importorskip("numba")
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has one thread here: there is no second thread to compare")
-    from minirec.kernels import numba_mf
+    from minirec.fast import numba_mf
     monkeypatch.setattr(numba_mf, "SPLIT_ABOVE", 0)
-    from minirec.kernels.numba_adam import PARALLEL_ABOVE
-    from minirec.registry import KINDS
+    from minirec.fast.numba_adam import PARALLEL_ABOVE
+    from minirec.models.registry import KINDS
     rng = np.random.default_rng(0)
     users, movies = rng.integers(0, 50, 3000), rng.integers(0, 2000, 3000)
     y = rng.integers(1, 11, 3000) / 2
@@ -285,7 +285,7 @@ def test_what_summary_says_is_what_runs(monkeypatch):
     """describe() before compile, after the probe agreed, after it disagreed, and the threads:
     capped at what Numba has, and one for lazy steps."""
     numba = pytest.importorskip("numba")
-    from minirec import runners
+    from minirec.train import runners
     model = DotProductBias(30, 40, n_factors=4, seed=0, backend="numba")
     assert "no optimiser yet: this is for Adam" in describe(model)
     assert "if it agrees with the layers on the probe fit runs first" in describe(model)
@@ -300,7 +300,7 @@ def test_what_summary_says_is_what_runs(monkeypatch):
     if n > 1:  # numba_mf splits a lazy batch by table over two threads, for big tables only
         assert ("on 1 CPU thread (999 asked for; its tables are too small to split between "
                 "threads)") in describe(model)
-        from minirec.kernels import numba_mf
+        from minirec.fast import numba_mf
         monkeypatch.setattr(numba_mf, "SPLIT_ABOVE", model.params["user_embedding.W"].size
                             + model.params["movie_embedding.W"].size)
         assert ("on 2 CPU threads, one for the users' table and one for the movies', capped "

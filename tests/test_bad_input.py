@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minirec.synthetic import synthetic_movielens, write_release
-from minirec.weights import digest
+from minirec.data.synthetic import synthetic_movielens, write_release
+from minirec.io.weights import digest
 from servers import Response
 
 TRACEBACK = "Traceback"
@@ -26,7 +26,7 @@ TRACEBACK = "Traceback"
 
 def minirec(*args, cwd, env=None, timeout=300):
     full_env = {**os.environ, "MINIREC_BACKEND": "numpy", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "minirec.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "minirec.tools.cli", *map(str, args)], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -192,7 +192,7 @@ def test_similar_never_lists_the_movie_itself(weights, release, tmp_path):
 
 def test_ctrl_c_is_one_line_and_saves_nothing(tmp_path):
     data = write_release(synthetic_movielens(2000, 3000, 400_000, seed=0), tmp_path / "big")
-    proc = subprocess.Popen([sys.executable, "-m", "minirec.cli", "train", "--data", str(data), "--epochs",
+    proc = subprocess.Popen([sys.executable, "-m", "minirec.tools.cli", "train", "--data", str(data), "--epochs",
                              "50", "--save", str(tmp_path / "w.npz")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "MINIREC_BACKEND": "numpy", "PYTHONFAULTHANDLER": "1"},
@@ -452,7 +452,8 @@ def test_random_damage_loads_the_same_model_or_gives_one_line(good_file, how, wh
     """Whatever the damage, loading gives back the saved model or a WeightsError that names the
     file in one line: never another exception, a MemoryError, or a quietly different model."""
     import tempfile
-    from minirec.weights import WeightsError, model_from_weights
+    from minirec.io.weights import WeightsError
+    from minirec.models.saved import model_from_weights
     model, raw = good_file
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "w.npz")
@@ -469,7 +470,8 @@ def test_random_damage_loads_the_same_model_or_gives_one_line(good_file, how, wh
 
 @given(edit=st.sampled_from(["drop", "shape", "dtype", "record"]), seed=st.integers(0, 100))
 def test_edited_arrays_or_records_are_refused(good_file, tmp_path_factory, edit, seed):
-    from minirec.weights import WeightsError, model_from_weights
+    from minirec.io.weights import WeightsError
+    from minirec.models.saved import model_from_weights
     model, raw = good_file
     folder = tmp_path_factory.mktemp("edit")
     (folder / "w.npz").write_bytes(raw)
@@ -639,7 +641,7 @@ def test_evaluating_without_the_duplicates_setting_says_which_setting(tmp_path):
 def test_the_api_says_what_it_means(tmp_path):
     import warnings
     from minirec import Adam, DotProductBias
-    from minirec.weights import model_from_weights
+    from minirec.models.saved import model_from_weights
     ds = synthetic_movielens(20, 30, 600, seed=0)
     model = DotProductBias(ds.n_users, ds.n_movies, n_factors=3, backend="numpy").compile(Adam())
     with pytest.raises(ValueError, match="div > 0"):

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from minirec.cli import main
-from minirec.synthetic import synthetic_movielens, write_ratings_csv, write_release
+from minirec.tools.cli import main
+from minirec.data.synthetic import synthetic_movielens, write_ratings_csv, write_release
 
 
 @pytest.fixture
@@ -138,8 +138,8 @@ def test_threads_option_reaches_the_model_for_this_command_only(tiny_release, tm
 def test_lesson4_as_written_trains_the_bias_model_in_the_neural_net_cells(tiny_release, tmp_path, capsys):
     """The homework's nn cells call model.fit: as written, the bias model trains 25 + 10 epochs,
     the net none, and the PCA reads the untrained net's movie embeddings."""
-    from minirec import lesson4
-    from minirec.datasets import load_movielens
+    from minirec.tools import lesson4
+    from minirec.data.movielens import load_movielens
     path = tmp_path / "m.json"
     assert main(["lesson4", "--data", str(tiny_release), "--as-written", "--json", str(path),
                  "--weights-dir", str(tmp_path), "--backend", "numpy"]) == 0

@@ -6,9 +6,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from minirec import download
-from minirec.datasets import DataError, DataNotFound, load_movielens
-from minirec.synthetic import synthetic_movielens, write_ratings_csv
+from minirec.data import download
+from minirec.data.movielens import DataError, DataNotFound, load_movielens
+from minirec.data.synthetic import synthetic_movielens, write_ratings_csv
 
 
 def test_the_notebooks_release(movielens_2016):

@@ -9,9 +9,9 @@ import pytest
 
 from minirec import Adam, DotProduct, DotProductBias, NeuralNet
 from minirec.backend import compiled, cupy_available, to_numpy
-from minirec.losses import L2, BalancedL2, touch_counts
-from minirec.optim import AdamStep, adam_update
-from minirec.runners import Batches, FusedRunner, LayerRunner, training_regularisers
+from minirec.nn.losses import L2, BalancedL2, touch_counts
+from minirec.nn.optim import AdamStep, adam_update
+from minirec.train.runners import Batches, FusedRunner, LayerRunner, training_regularisers
 
 USERS = np.array([0, 0, 1, 3, 3, 2, 0, 1])   # repeated ids in one batch, on purpose
 MOVIES = np.array([4, 4, 0, 1, 4, 2, 2, 0])
@@ -32,7 +32,7 @@ def tables(seed=0):
 
 
 def test_per_table_dense_adam():
-    numba_adam = pytest.importorskip("minirec.kernels.numba_adam", reason="needs numba")
+    numba_adam = pytest.importorskip("minirec.fast.numba_adam", reason="needs numba")
     W, G, m, v = tables()
     opt = Adam(0.01, weight_decay=0.1)
     opt.iterations = 6
@@ -48,7 +48,7 @@ def test_per_table_dense_adam():
 
 
 def test_per_table_lazy_adam_with_the_balanced_l2():
-    numba_adam = pytest.importorskip("minirec.kernels.numba_adam", reason="needs numba")
+    numba_adam = pytest.importorskip("minirec.fast.numba_adam", reason="needs numba")
     W, G, m, v = tables(1)
     reg = BalancedL2(0.3, touch_counts(MOVIES, 5), len(MOVIES), batch_size=3, dtype=np.float64)
     rows = np.unique(MOVIES[:4])  # 0, 1, 4: rows 2 and 3 must not move
@@ -78,7 +78,7 @@ MODELS = [
 @pytest.mark.parametrize("piece, cls, kwargs", MODELS, ids=[m[0] for m in MODELS])
 def test_one_step_of_each_whole_model_kernel(piece, cls, kwargs, lazy):
     pytest.importorskip("numba", reason="needs numba")
-    from minirec.runners import FUSED_KERNELS
+    from minirec.train.runners import FUSED_KERNELS
     after = []
     for backend in ("numpy", "numba"):
         model = cls(4, 5, n_factors=3, l2=0.05, dtype=np.float64, seed=1, backend=backend, **kwargs)
@@ -105,7 +105,7 @@ def test_three_batches_of_each_whole_model_kernel(piece, cls, kwargs, lazy, dtyp
     """Three batches in one call: what one step cannot show — a gradient buffer not cleared
     between batches, a row stamp reused, a step count or rate taken from the wrong batch."""
     pytest.importorskip("numba", reason="needs numba")
-    from minirec.runners import FUSED_KERNELS
+    from minirec.train.runners import FUSED_KERNELS
     users, movies = np.concatenate([USERS, USERS[::-1], USERS]), np.concatenate([MOVIES, MOVIES, MOVIES[::-1]])
     ratings = np.concatenate([RATINGS, RATINGS[::-1], RATINGS])
     after = []
@@ -132,7 +132,7 @@ def test_three_batches_of_each_whole_model_kernel(piece, cls, kwargs, lazy, dtyp
 def test_the_builtin_models_really_train_through_their_registered_kernels(piece, cls, kwargs, dtype):
     """On a clean tree the probe must pass: a wrong kernel fails here, not only warns."""
     pytest.importorskip("numba", reason="needs numba")
-    from minirec.runners import FusedRunner as Fused, runner_for
+    from minirec.train.runners import FusedRunner as Fused, runner_for
     model = cls(4, 5, n_factors=3, dtype=dtype, seed=0, backend="numba", **kwargs).compile(Adam())
     runner = runner_for(model, USERS, MOVIES, 8)
     assert isinstance(runner, Fused), f"{piece} is not used for {cls.__name__} ({dtype.__name__})"
@@ -142,8 +142,8 @@ def test_the_probe_checks_the_models_own_dtype_too(monkeypatch):
     """A kernel that is wrong only in float32 (here: its result nudged by 1e-3 in float32) is
     caught for a float32 model, and a float64 model still uses it."""
     pytest.importorskip("numba", reason="needs numba")
-    from minirec.kernels import numba_mf
-    from minirec.runners import FusedRunner as Fused, runner_for
+    from minirec.fast import numba_mf
+    from minirec.train.runners import FusedRunner as Fused, runner_for
     run = numba_mf.Trainer.run
 
     def nudged(self, *args):
@@ -170,7 +170,7 @@ def test_the_gpu_compiles_the_same_equations():
     got = compiled(adam_update, cupy, AdamStep)(*(cupy.asarray(a) for a in (W, G, m, v)), k)
     for name, a, b in zip("wmv", ref, got):
         close("cupy.fuse(adam_update)", name, a, b)
-    from minirec.activations import sigmoid_range
+    from minirec.nn.activations import sigmoid_range
     z = np.linspace(-4, 4, 9)
     for a, b in zip(sigmoid_range(z, 0.5, 4.5), compiled(sigmoid_range, cupy)(cupy.asarray(z), 0.5, 4.5)):
         close("cupy.fuse(sigmoid_range)", "r̂, σ", a, b)
@@ -180,7 +180,7 @@ def test_the_gpu_compiles_the_same_equations():
 def test_the_threaded_dense_step_covers_tables_that_do_not_divide(n_threads):
     """A table of 65,537 + 5 entries cut into 2 or 3 spans: every entry steps, exactly as on
     one thread (a split that drops the remainder leaves the last entries unmoved)."""
-    numba_adam = pytest.importorskip("minirec.kernels.numba_adam", reason="needs numba")
+    numba_adam = pytest.importorskip("minirec.fast.numba_adam", reason="needs numba")
     n = numba_adam.PARALLEL_ABOVE + 5
     rng = np.random.default_rng(0)
     W, G = rng.standard_normal((n, 1)), rng.standard_normal((n, 1))

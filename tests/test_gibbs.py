@@ -1,13 +1,13 @@
-"""Gibbs sampling (gibbs.py): each conditional against its closed form, draws against the
+"""Gibbs sampling (models/bpmf.py): each conditional against its closed form, draws against the
 distribution they come from, NumPy against Numba, and the refusals that name the piece."""
 import numpy as np
 import pytest
 
 from minirec import BPMF, DotProductBias, NeuralNet, SVDpp
 from minirec.backend import to_numpy
-from minirec.datasets import Ratings
-from minirec.gibbs import BiasedMF, hyperparameters, row_posteriors, sample, wishart, Prior
-from minirec.weights import model_from_weights
+from minirec.data.movielens import Ratings
+from minirec.models.bpmf import BiasedMF, hyperparameters, row_posteriors, sample, wishart, Prior
+from minirec.models.saved import model_from_weights
 
 
 def data(n=300, U=8, M=10, seed=0):

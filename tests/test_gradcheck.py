@@ -2,22 +2,23 @@
 import numpy as np
 import pytest
 
-from minirec import gradcheck
-from minirec.layers import Dot, Embedding
+from minirec.nn import gradcheck
+from minirec.tools import check_all
+from minirec.nn.layers import Dot, Embedding
 
 
-@pytest.mark.parametrize("check", gradcheck.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", check_all.CHECKS, ids=lambda c: c.__name__)
 def test_gradient_check_passes(check):
     results = check(0)
     assert results, "a check must compare at least one gradient"
     for label, err in results.items():
-        bound = gradcheck.bound_for(label)
+        bound = check_all.bound_for(label)
         assert err < bound, f"{label}: {err:.3e} >= {bound:.0e}"
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_model_checks_hold_for_other_seeds(seed):
-    for label, err in gradcheck.check_models(seed).items():
+    for label, err in check_all.check_models(seed).items():
         assert err < gradcheck.RELU_BOUND, label
 
 
@@ -37,7 +38,7 @@ def test_a_broken_backward_is_caught(monkeypatch):
     with pytest.raises(gradcheck.GradientCheckError, match="worst entries"):
         gradcheck.check_dot(0)
     with pytest.raises(gradcheck.GradientCheckError):
-        gradcheck.check_models(0)
+        check_all.check_models(0)
 
 
 def test_fancy_assignment_embedding_is_caught(monkeypatch):
@@ -52,5 +53,5 @@ def test_fancy_assignment_embedding_is_caught(monkeypatch):
 
 
 def test_run_all_reports_every_check():
-    rows = gradcheck.run_all()
+    rows = check_all.run_all()
     assert len(rows) >= 25 and all(r.passed for r in rows)

@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minirec.activations import Dropout, ReLU, SigmoidRange, sigmoid_range
-from minirec.layers import Concat, Dense, Dot, Embedding
+from minirec.nn.activations import Dropout, ReLU, SigmoidRange, sigmoid_range
+from minirec.nn.layers import Concat, Dense, Dot, Embedding
 
 small = st.integers(1, 4)
 finite = st.floats(-3, 3, allow_nan=False, width=64)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from minirec import Adam, DotProduct, DotProductBias
-from minirec.analysis import ranking_metrics
-from minirec.datasets import Ratings
-from minirec.synthetic import synthetic_movielens
+from minirec.tools.analysis import ranking_metrics
+from minirec.data.movielens import Ratings
+from minirec.data.synthetic import synthetic_movielens
 
 
 def toy(n=3000, seed=0):

@@ -1,8 +1,8 @@
 """The improved recipes on real data meet their bounds (slow: about ten seconds with Numba)."""
 import pytest
 
-from minirec import lesson4
-from minirec.datasets import load_movielens
+from minirec.tools import lesson4
+from minirec.data.movielens import load_movielens
 
 
 @pytest.mark.slow

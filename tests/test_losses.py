@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minirec.losses import L2, BalancedL2, mse, touch_counts
+from minirec.nn.losses import L2, BalancedL2, mse, touch_counts
 
 
 def test_mse_and_its_gradient_by_hand():

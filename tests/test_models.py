@@ -151,7 +151,7 @@ def test_to_moves_a_model_between_cpu_backends():
 def test_lazy_training_leaves_the_objective_and_its_gradient_alone():
     """A lazy, balanced fit reweights the L2 of its *steps* only: afterwards loss_and_grads is
     still the Keras objective and its exact gradient (a gradient check proves it)."""
-    from minirec import gradcheck
+    from minirec.nn import gradcheck
     rng = np.random.default_rng(0)
     model = DotProductBias(5, 6, n_factors=3, l2=0.01, seed=0, dtype=np.float64, backend="numpy")
     model.compile(Adam(0.01, lazy=True)).fit([rng.integers(0, 5, 60), rng.integers(0, 6, 60)],
@@ -164,7 +164,7 @@ def test_lazy_training_leaves_the_objective_and_its_gradient_alone():
 
 
 def test_weights_keep_their_dtype_through_a_file(tmp_path):
-    from minirec.weights import model_from_weights
+    from minirec.models.saved import model_from_weights
     model = NeuralNet(12, 15, n_factors=4, hidden=3, dtype=np.float64, y_range=(0, 5.5),
                       dropout=(0.1, 0.2), seed=0, backend="numpy")
     model.save_weights(tmp_path / "w.npz")

@@ -1,13 +1,13 @@
 """The layers' operations (ops.py): the reference against the dense formulas, and each compiled
-twin (kernels/numba_ops.py) against the reference, on tiny shapes with repeated ids and empty
+twin (fast/numba_ops.py) against the reference, on tiny shapes with repeated ids and empty
 bags (hypothesis). A failure names the operation."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minirec import ops
-from minirec.layers import Embedding, EmbeddingBag
+from minirec.nn import ops
+from minirec.nn.layers import Embedding, EmbeddingBag
 
 bag_lists = st.lists(st.lists(st.integers(0, 4), max_size=4), min_size=1, max_size=5)
 
@@ -41,7 +41,7 @@ def test_the_reference_bag_sum_is_the_sum_over_each_bag(bags, picks, seed):
 @given(bags=bag_lists, picks=st.lists(st.integers(0, 100), min_size=1, max_size=8),
        seed=st.integers(0, 2**16))
 def test_every_compiled_operation_matches_its_reference(bags, picks, seed):
-    numba_ops = pytest.importorskip("minirec.kernels.numba_ops", reason="needs numba").NUMBA
+    numba_ops = pytest.importorskip("minirec.fast.numba_ops", reason="needs numba").NUMBA
     offsets, ids = csr(bags)
     rows = (np.array(picks) % len(bags)).astype(np.intp)
     rng = np.random.default_rng(seed)
@@ -67,7 +67,7 @@ def test_a_table_gradient_holds_only_this_backwards_rows(ops_name):
     two backward passes give the second batch's gradient, not the sum of both."""
     layer = Embedding(6, 2, rng=np.random.default_rng(0), dtype=np.float64)
     if ops_name == "numba":
-        layer.ops = pytest.importorskip("minirec.kernels.numba_ops", reason="needs numba").NUMBA
+        layer.ops = pytest.importorskip("minirec.fast.numba_ops", reason="needs numba").NUMBA
     for idx in (np.array([0, 1, 1, 5]), np.array([2, 1, 3])):
         dout = np.arange(2 * len(idx), dtype=np.float64).reshape(-1, 2) + 1
         layer.forward(idx)
@@ -85,7 +85,7 @@ def test_a_table_gradient_holds_only_this_backwards_rows(ops_name):
 
 
 def test_every_reference_operation_has_a_compiled_twin():
-    numba_ops = pytest.importorskip("minirec.kernels.numba_ops", reason="needs numba").NUMBA
+    numba_ops = pytest.importorskip("minirec.fast.numba_ops", reason="needs numba").NUMBA
     assert set(vars(numba_ops)) == set(vars(ops.REFERENCE))
 
 

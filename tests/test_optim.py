@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minirec import SGD, Adam, DotProductBias
-from minirec.optim import adam_update, one_cycle_lr
+from minirec.nn.optim import adam_update, one_cycle_lr
 
 
 def test_adam_two_steps_by_hand_dense():

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 import minirec
-from minirec import BPR, EASE, Adam, DotProduct, DotProductBias, gradcheck
-from minirec.analysis import ranking_metrics
+from minirec import BPR, EASE, Adam, DotProduct, DotProductBias
+from minirec.nn import gradcheck
+from minirec.tools.analysis import ranking_metrics
 from minirec.backend import to_numpy
-from minirec.ease import ease_scores
-from minirec.losses import bpr
-from minirec.weights import model_from_weights
+from minirec.models.ease import ease_scores
+from minirec.nn.losses import bpr
+from minirec.models.saved import model_from_weights
 
 
 def test_the_bpr_loss_and_its_gradient():
@@ -141,7 +142,7 @@ def test_ease_fits_saves_loads_and_recommends(tmp_path, backend):
     assert history.history["val_ndcg@10"][0] > ranking_metrics(None, train, valid, ds.n_movies)["ndcg"]
     model.save_weights(tmp_path / "e.npz", data=ds, seed=0)
     back = model_from_weights(tmp_path / "e.npz", ds, backend="numpy")
-    assert type(back) is EASE and "closed form" in minirec.runners.describe(back)
+    assert type(back) is EASE and "closed form" in minirec.train.runners.describe(back)
     np.testing.assert_allclose(back.predict(valid.x), model.predict(valid.x), rtol=1e-6)
     assert back.objective.predicts == "scores"
     with pytest.raises(ValueError, match="scores, not ratings"):

@@ -4,7 +4,7 @@ import pytest
 
 from minirec import SGD, Adam, DotProduct, DotProductBias, TrainingDiverged
 from minirec.backend import to_numpy
-from minirec.training import epoch_order
+from minirec.train.loop import epoch_order
 
 
 def toy(n=400, U=12, M=15, seed=0):

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 
 import minirec
-from minirec import (Adam, DotProduct, DotProductBias, Embedding, EmbeddingBag, FlippedSVDpp,
-                     Model, ModelError, Offset, SVDpp, gradcheck, register)
+from minirec import (Adam, DotProduct, DotProductBias, Embedding, EmbeddingBag, FlippedSVDpp, Model, ModelError, Offset, SVDpp, register)
+from minirec.nn import gradcheck
 from minirec.backend import to_numpy
-from minirec.datasets import Ratings
-from minirec.models import rated_by
-from minirec.runners import describe
-from minirec.weights import WeightsError, model_from_weights
+from minirec.data.movielens import Ratings
+from minirec.models.svdpp import rated_by
+from minirec.train.runners import describe
+from minirec.io.weights import WeightsError
+from minirec.models.saved import model_from_weights
 
 
 def data(n=600, U=20, M=25, seed=0):
@@ -171,7 +172,7 @@ def test_a_frozen_layer_keeps_its_weights_and_needs_no_gradient(backend):
 
 
 class Doubled(DotProductBias):
-    """The models.py docstring's example: one step overridden in one method."""
+    """The models/recommender.py docstring's example: one step overridden in one method."""
 
     def score(self, users, movies, training=True):
         z, backward = super().score(users, movies, training)
@@ -226,7 +227,7 @@ def test_a_registered_learners_model_saves_loads_by_name_and_trains_everywhere(t
     back = model_from_weights(path, backend="numpy")
     assert type(back) is LearnerModel and back.config() == results[0].config()
     np.testing.assert_array_equal(back.predict([users, movies]), results[0].predict([users, movies]))
-    assert minirec.registry.KINDS["gmf-offset"] is LearnerModel
+    assert minirec.models.registry.KINDS["gmf-offset"] is LearnerModel
 
 
 def test_two_registered_classes_may_not_share_a_name():
@@ -291,7 +292,7 @@ def test_svdpp_saves_its_bags_and_loads_back_the_same_predictions(tmp_path, cls)
 
 @pytest.mark.parametrize("cls", [SVDpp, FlippedSVDpp], ids=["SVDpp", "FlippedSVDpp"])
 def test_svdpp_follows_the_data_when_its_ids_come_in_another_order(tmp_path, cls):
-    from minirec.synthetic import synthetic_movielens
+    from minirec.data.synthetic import synthetic_movielens
     ds = synthetic_movielens(30, 40, 1500, seed=3)
     train, _ = ds.split(0.8, seed=0)
     model = cls.for_data(ds.n_users, ds.n_movies, train, n_factors=3, seed=0, backend="numpy")
@@ -320,7 +321,7 @@ def test_a_gradient_of_the_right_shape_but_the_wrong_dtype_is_named():
 
 def test_lazy_steps_balance_the_l2_for_the_batch_size_fit_uses():
     """p_k = 1 - (1 - c_k/N)^B with B the fit's batch size: row k's lazy L2 factor is 2λ/p_k."""
-    from minirec.runners import training_regularisers
+    from minirec.train.runners import training_regularisers
     users, movies, y = data(200, 5, 6)
     model = DotProduct(5, 6, n_factors=2, l2=0.1, dtype=np.float64, backend="numpy")
     model.compile(Adam(lazy=True))

@@ -1,0 +1,155 @@
+"""The options of each ``minirec`` command (``cli.py`` runs them): one argparse sub-parser per
+command, with types that refuse a bad value in one line before anything runs.
+"""
+import argparse
+import sys
+
+from ..models.registry import KINDS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        print(f"minirec: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def count(minimum):
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def rate(text):
+    """An argparse type: a learning rate, a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def build_parser():
+    from ..backend import BACKENDS
+    parser = Parser(prog="minirec", description=__doc__.split("\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(title="commands", parser_class=Parser)
+
+    def command(name, help):
+        """A sub-command, run by ``cli.cmd_<name>`` (dashes as underscores)."""
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(command=name)
+        return p
+
+    def data_options(p, seed=42):
+        p.add_argument("--data", default="ml-latest-small",
+                       help="a release name (ml-latest-small, ml-100k, ml-1m, ...), a folder in "
+                            "$MINIREC_DATA, or a folder holding one (default: ml-latest-small)")
+        p.add_argument("--seed", type=int, default=seed,
+                       help="split and initialisation seed" + (f" ({seed})" if seed is not None
+                                                               else " (default: the stored split)"))
+        p.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="numpy | numba | cupy | auto (default: $MINIREC_BACKEND or auto)")
+        p.add_argument("--duplicates", choices=("all", "first", "last"), default="all",
+                       help="ratings of a (user, movie) pair given more than once: keep all "
+                            "(default), or the first or last in the file")
+        p.add_argument("--threads", type=count(1), default=None,
+                       help="CPU threads for the Numba kernels (default: $MINIREC_THREADS or 1); "
+                            "the numbers do not depend on it")
+
+    p = command("lesson4", "reproduce the Lesson 4 notebook (three models, final table)")
+    data_options(p)
+    p.add_argument("--course-schedule", action="store_true",
+                   help="the fast.ai course notebook's schedules (fastai/courses lesson4.ipynb) "
+                        "instead of the homework notebook's")
+    p.add_argument("--keras1-schedule", action="store_true",
+                   help="keep Adam at 1e-3 throughout, as Keras effectively did")
+    p.add_argument("--as-written", action="store_true",
+                   help="the homework's cells exactly as Keras ran them: Adam at 1e-3 "
+                        "throughout, the neural-net cells training the bias model, the PCA of "
+                        "the untrained net")
+    p.add_argument("--improved", action="store_true",
+                   help="train the improved recipe (y_range, one-cycle) instead")
+    p.add_argument("--plots", metavar="DIR", help="write each model's loss curves as DIR/<model>.png")
+    p.add_argument("--json", metavar="PATH", help="write the final metrics as JSON")
+    p.add_argument("--weights-dir", metavar="DIR", help="where the bias model's weights go")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the final table")
+
+    p = command("train", "train one model and report its validation MSE")
+    data_options(p)
+    p.add_argument("--model", choices=list(KINDS), default="bias")
+    p.add_argument("--epochs", type=count(0), default=None,
+                   help="epochs to train (default 5, or the recipe's with --improved)")
+    p.add_argument("--lr", type=rate, default=None,
+                   help="learning rate (peak rate with --improved); default 1e-3, or the "
+                        "recipe's with --improved")
+    p.add_argument("--batch-size", type=count(1), default=64)
+    p.add_argument("--lazy", action="store_true", help="lazy Adam (only the rows seen step)")
+    p.add_argument("--loss", choices=("mse", "bpr"), default="mse",
+                   help="mse: predict ratings (the notebook); bpr: learn to rank from who rated "
+                        "what (the ranking recipe: lazy Adam, 40 epochs of batches of 1,024)")
+    p.add_argument("--dense", action="store_true", help="with --loss bpr: dense Adam instead")
+    p.add_argument("--improved", action="store_true",
+                   help="the model's recipe: y_range + one cycle (bias, nn, svdpp)")
+    p.add_argument("--save", metavar="PATH", help="save the weights (.npz)")
+    p.add_argument("--plot-loss", metavar="PNG", help="write the loss curves (and the rates)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    p = command("lr-find", "the learning-rate finder (LR range test) for a model")
+    data_options(p)
+    p.add_argument("--model", choices=list(KINDS), default="bias")
+    p.add_argument("--improved", action="store_true", help="the improved recipe's model (bias, nn)")
+    p.add_argument("--batch-size", type=count(1), default=64)
+    p.add_argument("--num-it", type=count(2), default=None,
+                   help="batches in the test (default: half an epoch, at least 100)")
+    p.add_argument("--plot", metavar="PNG", help="write loss against learning rate")
+
+    p = command("evaluate", "validation MSE of saved weights")
+    data_options(p, seed=None)
+    p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--ranking", action="store_true",
+                   help="also precision@k, recall@k and NDCG@k (held-out ratings >= 4 are "
+                        "relevant), beside a popularity baseline")
+    p.add_argument("-k", type=count(1), default=10, help="the k of the ranking metrics (10)")
+
+    p = command("download", "fetch a MovieLens release into the cache")
+    p.add_argument("name", help="ml-latest-small, ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest")
+    p.add_argument("--data-home", help="where to keep it (default: $MINIREC_DATA or ~/.cache/minirec)")
+    p.add_argument("--force", action="store_true", help="download again, replacing the cached copy")
+    p.add_argument("--verify", action="store_true",
+                   help="hash the cached copy's ratings file again, even if its size and time "
+                        "are unchanged, and refuse it if it no longer matches")
+
+    p = command("pca", "principal components of the movie embeddings (and a map)")
+    data_options(p)
+    p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--components", type=count(1), default=3)
+    p.add_argument("--among", type=count(1), default=2000, help="the most-rated movies to use")
+    p.add_argument("--plot", metavar="PNG", help="write the movie map (first two components)")
+
+    p = command("recommend", "the top movies for a known user")
+    data_options(p)
+    p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--user", required=True, type=int, help="a MovieLens user id")
+    p.add_argument("-k", type=count(1), default=10)
+    p.add_argument("--include-seen", action="store_true", help="keep movies the user rated")
+
+    p = command("similar", "movies with the most similar embeddings")
+    data_options(p)
+    p.add_argument("--weights", required=True, metavar="PATH")
+    p.add_argument("--movie", required=True, help="a title (or part of one) or a MovieLens id")
+    p.add_argument("-k", type=count(1), default=10)
+
+    p = command("gradcheck", "check every layer's and model's gradient numerically")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
