@@ -38,7 +38,7 @@ print(f"fold u2: {len(train):,} training ratings; the median user rated "
       f"{int(np.median(np.diff(movies_of_user[0])))} movies, the median movie was rated by "
       f"{int(np.median(np.diff(users_of_movie[0])))} users")
 recipe = recipes.RECIPES["svdpp-flipped"]
-model = FlippedSVDpp.for_data(ds.n_users, ds.n_movies, train, **recipe["model"], seed=42)
+model = FlippedSVDpp.for_data(ds, train, **recipe["model"], seed=42)
 model.summary()
 
 # ---- its gradient, proved numerically on a tiny copy ----------------------------------------------

@@ -13,6 +13,7 @@ from .train.objectives import BPR, MSE
 from .nn.optim import SGD, Adam, one_cycle_lr
 from .models.registry import register
 from .models.svdpp_flipped import FlippedSVDpp
+from .models.hybrid import Hybrid
 from .data.synthetic import synthetic_movielens
 from .train.loop import History, TrainingDiverged
 

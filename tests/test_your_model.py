@@ -1,5 +1,7 @@
 """A learner's own model: every mistake learners make ends in an error naming the piece, the
 building blocks it needs exist, and it saves, loads by name and trains on every backend."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,11 @@ from minirec.models.svdpp import rated_by
 from minirec.train.runners import describe
 from minirec.io.weights import WeightsError
 from minirec.models.saved import model_from_weights
+
+
+def Sizes(n_users, n_movies):
+    """What ``for_data`` needs of a data set when there is none: its sizes."""
+    return SimpleNamespace(n_users=n_users, n_movies=n_movies)
 
 
 def data(n=600, U=20, M=25, seed=0):
@@ -259,7 +266,7 @@ def test_svdpp_trains_through_its_layers_like_the_reference(fast_backend, lazy, 
     train = svdpp_train()
     models = []
     for backend in ("numpy", fast_backend):
-        model = cls.for_data(20, 25, train, n_factors=4, l2=1e-3, dtype=dtype, seed=2, backend=backend)
+        model = cls.for_data(Sizes(20, 25), train, n_factors=4, l2=1e-3, dtype=dtype, seed=2, backend=backend)
         assert "fused kernel" not in describe(model)
         model.compile(Adam(0.01, lazy=lazy, weight_decay=0.01))
         model.fit(train.x, train.y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -274,14 +281,14 @@ def test_svdpp_bags_are_each_users_rated_movies_and_its_mean_starts_at_the_train
     train = Ratings(np.array([2, 0, 2, 2, 0]), np.array([4, 1, 0, 4, 3]), np.array([1., 2, 3, 4, 5]))
     offsets, ids = rated_by(train.user, train.movie, 4)
     assert offsets.tolist() == [0, 2, 2, 4, 4] and ids.tolist() == [1, 3, 0, 4]  # once each
-    model = SVDpp.for_data(4, 5, train, n_factors=2, backend="numpy")
+    model = SVDpp.for_data(Sizes(4, 5), train, n_factors=2, backend="numpy")
     assert to_numpy(model.params["offset.b"]).tolist() == [3.0]
 
 
 @pytest.mark.parametrize("cls", [SVDpp, FlippedSVDpp], ids=["SVDpp", "FlippedSVDpp"])
 def test_svdpp_saves_its_bags_and_loads_back_the_same_predictions(tmp_path, cls):
     train = svdpp_train()
-    model = cls.for_data(20, 25, train, n_factors=4, seed=1, backend="numpy").compile(Adam(0.01))
+    model = cls.for_data(Sizes(20, 25), train, n_factors=4, seed=1, backend="numpy").compile(Adam(0.01))
     model.fit(train.x, train.y, verbose=0)
     model.save_weights(tmp_path / "s.npz")
     back = model_from_weights(tmp_path / "s.npz", backend="numpy")
@@ -295,7 +302,7 @@ def test_svdpp_follows_the_data_when_its_ids_come_in_another_order(tmp_path, cls
     from minirec.data.synthetic import synthetic_movielens
     ds = synthetic_movielens(30, 40, 1500, seed=3)
     train, _ = ds.split(0.8, seed=0)
-    model = cls.for_data(ds.n_users, ds.n_movies, train, n_factors=3, seed=0, backend="numpy")
+    model = cls.for_data(ds, train, n_factors=3, seed=0, backend="numpy")
     model.compile(Adam(0.02)).fit(train.x, train.y, epochs=2, verbose=0)
     model.save_weights(tmp_path / "s.npz", data=ds)
     reversed_ds = minirec.MovieLens("synthetic", ds.user_ids[ds.user][::-1], ds.movie_ids[ds.movie][::-1],

@@ -52,11 +52,12 @@ class Model:
         self.objective = MSE()  # what compile(loss=...) chooses: MSE or BPR (objectives.py)
 
     @classmethod
-    def for_data(cls, n_users, n_movies, train, **kwargs):
-        """The model for a data set with training ratings ``train`` (``datasets.Ratings``). Most
-        models need only the sizes; one that reads the training data (SVD++'s N(i)) overrides
-        this, so the CLI, lesson4 and the benchmarks build every kind the same way."""
-        return cls(n_users, n_movies, **kwargs)
+    def for_data(cls, ds, train, **kwargs):
+        """The model for data set ``ds`` (a ``MovieLens``: its sizes, ids and side files) with
+        training ratings ``train`` (``Ratings``). Most models need only the sizes; one that
+        reads the training data (SVD++'s N(i)) or the side files (``Hybrid``) overrides this,
+        so the CLI, lesson4, the recipes and the benchmarks build every kind the same way."""
+        return cls(ds.n_users, ds.n_movies, **kwargs)
 
     def __setattr__(self, name, value):
         """``self.name = layer`` registers the layer as ``name`` (unless it is already

@@ -51,7 +51,7 @@ def build(kind, ds, seed, backend=None, train=None, **kwargs):
     if "n_factors" in inspect.signature(KINDS[kind].__init__).parameters:  # a factor model
         kwargs.setdefault("l2", L2)
         kwargs.setdefault("n_factors", FACTORS)
-    return KINDS[kind].for_data(ds.n_users, ds.n_movies, train if train is not None else ds,
+    return KINDS[kind].for_data(ds, train if train is not None else ds,
                                 seed=seed, backend=backend, **kwargs)
 
 

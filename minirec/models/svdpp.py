@@ -48,7 +48,7 @@ class SVDpp(DotProductBias):
         self.offset = Offset(self.global_mean, self.dtype, self.xp)
 
     @classmethod
-    def for_data(cls, n_users, n_movies, train, **kwargs):
+    def for_data(cls, ds, train, **kwargs):
         """SVD++ for training ratings ``train``: N(i) from them, μ starting at their mean (under
         a ``y_range``, at the score whose squashed value is the mean: the logit of its place in
         the range)."""
@@ -58,7 +58,7 @@ class SVDpp(DotProductBias):
             share = min(max((mean - lo) / (hi - lo), 1e-6), 1 - 1e-6)
             mean = float(np.log(share / (1 - share)))
         kwargs.setdefault("global_mean", mean)
-        return cls(n_users, n_movies, bags=rated_by(train.user, train.movie, n_users), **kwargs)
+        return cls(ds.n_users, ds.n_movies, bags=rated_by(train.user, train.movie, ds.n_users), **kwargs)
 
     def score(self, users, movies, training=True):
         """z = m_j · (u_i + |N(i)|^-½ Σ_{k ∈ N(i)} y_k)"""

@@ -32,10 +32,10 @@ class FlippedSVDpp(SVDpp):
                                    self.implicit_l2, "movie", "user")
 
     @classmethod
-    def for_data(cls, n_users, n_movies, train, **kwargs):
+    def for_data(cls, ds, train, **kwargs):
         """N(i) and N(j) from the training ratings ``train``, μ from their mean (``SVDpp``)."""
-        kwargs["movie_bags"] = rated_by(train.movie, train.user, n_movies)
-        return super().for_data(n_users, n_movies, train, **kwargs)
+        kwargs["movie_bags"] = rated_by(train.movie, train.user, ds.n_movies)
+        return super().for_data(ds, train, **kwargs)
 
     def score(self, users, movies, training=True):
         """z = (m_j + |N(j)|^-½ Σ_{l ∈ N(j)} x_l) · (u_i + |N(i)|^-½ Σ_{k ∈ N(i)} y_k)"""
