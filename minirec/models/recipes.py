@@ -28,7 +28,10 @@ RECIPES = {**IMPROVED,
            "svdpp": dict(model=dict(l2=1e-4, implicit_l2=3e-4, y_range=(0.0, 5.5)),
                          weight_decay=0.05, epochs=6, lr_max=5e-3),
            "svdpp-flipped": dict(model=dict(l2=1e-4, implicit_l2=1e-3, y_range=(0.0, 5.5)),
-                                 weight_decay=0.1, epochs=8, lr_max=5e-3)}
+                                 weight_decay=0.1, epochs=8, lr_max=5e-3),
+           # The hybrid (side information) starts from SVD++ flipped's recipe (docs/side-information.md).
+           "hybrid": dict(model=dict(l2=1e-4, implicit_l2=1e-3, y_range=(0.0, 5.5)),
+                          weight_decay=0.1, epochs=8, lr_max=5e-3)}
 # Models fitted another way than Adam: BPMF's chain (rank 10: rank 20 gave the same fold-u2
 # RMSE at three times the time) and EASE's λ and threshold.
 FITTED = {

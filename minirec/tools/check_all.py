@@ -6,6 +6,7 @@ import numpy as np
 
 from ..models.recommender import DotProduct, DotProductBias, NeuralNet
 from ..models.svdpp import SVDpp
+from ..models.hybrid import Hybrid
 from ..models.svdpp_flipped import FlippedSVDpp
 from ..nn.gradcheck import (RELU_BOUND, SMOOTH_BOUND, GradientCheckError, check_clip, check_concat,
                             check_dense, check_dot, check_dropout, check_embedding,
@@ -45,6 +46,13 @@ def check_models(seed=0):
                            movie_bags=(np.array([0, 1, 3, 3, 4, 6, 7]), np.array([0, 1, 2, 3, 0, 4, 2])),
                            global_mean=3.0, seed=seed, **kw)  # movie 2 has nobody's bag
     out.update(check_model(flipped, "FlippedSVDpp", SMOOTH_BOUND, seed))
+    hybrid = Hybrid(5, 6, bags=(np.array([0, 2, 2, 5, 6, 9]), np.array([2, 5, 0, 1, 2, 3, 0, 4, 5])),
+                    movie_bags=(np.array([0, 1, 3, 3, 4, 6, 7]), np.array([0, 1, 2, 3, 0, 4, 2])),
+                    movie_features=["a", "b", "c"], user_features=["x", "y"],
+                    movie_side=(np.array([0, 2, 3, 3, 4, 5, 6]), np.array([0, 1, 2, 0, 1, 2])),
+                    user_side=(np.array([0, 1, 1, 2, 3, 4]), np.array([0, 1, 0, 1])),
+                    global_mean=3.0, seed=seed, **kw)  # movie 2 and user 1 have no side features
+    out.update(check_model(hybrid, "Hybrid", SMOOTH_BOUND, seed))
     return out
 
 

@@ -1,0 +1,109 @@
+"""Cold start: a new user folded in from a handful of ratings without retraining, and what each
+prediction was made from.
+
+``fold_in(model, movies, ratings)`` returns a copy of the model with one more user — the new
+user, at index ``model.n_users`` — whose own rows (in every table looked up by user: u_i, b_i,
+the neural net's user embedding) are fitted to the given ratings with everything else held
+fixed:
+
+    min over the new rows θ:   (1/k) Σ_{j rated} (r̂(new user, j; θ) - r_j)²  +  λ·|θ|²
+
+by full-batch Adam on those rows alone, through the model's own forward and backward (so it
+works for any model whose users are rows of tables). The user's bags are filled too: N(i) (the
+movies rated, SVD++'s implicit feedback) and, for the hybrid model, their side features (age
+band, gender, ... : ``user_side`` ids). With no ratings at all, nothing is fitted: the new
+user is scored from their bags alone (the demographics of a new ml-100k user).
+
+``cold_reason(model, trained_users, trained_movies, user, movie)`` says which case a prediction
+is in, for the messages of ``minirec recommend`` and ``predict``.
+"""
+import copy
+
+import numpy as np
+
+from .. import inputs
+from ..backend import to_numpy
+from ..nn.layers import EmbeddingBag
+
+
+def add_user(model, rated=(), side=()):
+    """A copy of ``model`` with one more user row (zeros) in every table looked up by user,
+    and one more bag in every bag owned by users: the ``rated`` movies for a bag of movies
+    (N(i)), the ``side`` feature ids for a bag of user features, else empty."""
+    keep = {id(model.xp): model.xp, id(model.ops): model.ops}  # modules are shared, not copied
+    new = copy.deepcopy(model, memo=keep)
+    xp = new.xp
+    for name, layer in new.layers.items():
+        W = layer.params.get("W")
+        if isinstance(layer, EmbeddingBag):
+            if getattr(layer, "row_kind", None) == "user":       # rows are users: one more
+                layer.params["W"] = xp.concatenate([W, xp.zeros((1, W.shape[1]), W.dtype)])
+                layer.n += 1
+            if getattr(layer, "bag_owner", None) == "user":      # one bag per user: one more
+                offsets, ids = (to_numpy(a) for a in layer.bags)
+                kind = getattr(layer, "row_kind", None)
+                mine = {"movie": rated, "user_feature": side}.get(kind, ())
+                mine = np.unique(np.asarray(mine, np.int64))
+                layer.set_bags((np.append(offsets, offsets[-1] + len(mine)),
+                                np.concatenate([ids, mine]).astype(np.int64)), xp)
+        elif new.lookups.get(f"{name}.W") == "user":
+            layer.params["W"] = xp.concatenate([W, xp.zeros((1, W.shape[1]), W.dtype)])
+        layer.grads = {}
+    new.n_users = model.n_users + 1
+    return new
+
+
+def fold_in(model, movies, ratings, side=(), l2=1e-2, steps=150, lr=0.05):
+    """(the model with the new user added, its index): the new user's rows fitted to
+    ``ratings`` of movie *indices* ``movies`` (see the module docstring); ``side``: the new
+    user's side-feature ids, for a model with user features."""
+    movies = inputs.index_array(movies, model.n_movies, "movie")
+    ratings = np.asarray(inputs.as_array(ratings, "ratings"), np.float64)
+    if len(ratings) != len(movies):
+        raise ValueError(f"{len(movies)} movies but {len(ratings)} ratings: give one rating per movie")
+    if not np.all(np.isfinite(ratings)):
+        raise ValueError("ratings must be finite numbers")
+    l2 = inputs.finite_positive("l2", l2) if l2 else 0.0
+    new = add_user(model, rated=movies, side=side)
+    user = model.n_users
+    own = [f"{name}.W" for name, layer in new.layers.items()
+           if not isinstance(layer, EmbeddingBag) and new.lookups.get(f"{name}.W") == "user"]
+    if len(movies) == 0 or not own:
+        return new, user
+    xp = new.xp
+    users = xp.full(len(movies), user, dtype=xp.intp)
+    movies_x = xp.asarray(movies)
+    y = xp.asarray(ratings.astype(new.dtype))
+    m = {name: np.zeros(new.params[name].shape[1]) for name in own}
+    v = {name: np.zeros(new.params[name].shape[1]) for name in own}
+    for t in range(1, steps + 1):
+        pred = new.forward(users, movies_x, training=False)
+        new.backward(2.0 * (pred - y) / len(movies))
+        for name in own:  # Adam (bias-corrected) on the new row alone, with its L2
+            layer_name = name.split(".")[0]
+            row = new.params[name][user]
+            g = to_numpy(new.layers[layer_name].grads["W"][user]).astype(np.float64)
+            g += 2.0 * l2 * to_numpy(row)
+            m[name] = 0.9 * m[name] + 0.1 * g
+            v[name] = 0.999 * v[name] + 0.001 * g * g
+            step = lr * (m[name] / (1 - 0.9 ** t)) / (np.sqrt(v[name] / (1 - 0.999 ** t)) + 1e-8)
+            new.params[name][user] = row - xp.asarray(step.astype(new.dtype))
+    return new, user
+
+
+def cold_reason(trained_users, trained_movies, user, movie, has_side=False):
+    """Which case a prediction for (``user``, ``movie``) is in, in words, or None when both were
+    trained. ``trained_users`` / ``trained_movies``: boolean masks of the rows with training
+    ratings; ``has_side``: whether the model scores from side features."""
+    user_known = user < len(trained_users) and trained_users[user]
+    movie_known = movie < len(trained_movies) and trained_movies[movie]
+    if user_known and movie_known:
+        return None
+    parts = []
+    if not movie_known:
+        parts.append("the movie has no training ratings: scored from its genres, year and tags"
+                     if has_side else "the movie has no training ratings: its own rows never trained")
+    if not user_known:
+        parts.append("the user has no training ratings: scored from their side features and "
+                     "folded-in ratings" if has_side else "the user has no training ratings")
+    return "; ".join(parts)

@@ -1,0 +1,116 @@
+"""The hybrid model (models/hybrid.py) and cold start (models/coldstart.py), data-free: gradients,
+parity between backends, saving with its bags, movies scored from their side features, and new
+users folded in from their ratings and their demographics."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from minirec import Adam, Hybrid
+from minirec.backend import numba_available
+from minirec.data.movielens import Ratings
+from minirec.models import coldstart
+from minirec.models.saved import model_from_weights
+from minirec.nn import gradcheck
+
+BACKENDS = ["numpy"] + (["numba"] if numba_available() else [])
+
+
+def tiny(backend="numpy", dtype=np.float64, seed=0, **kw):
+    """5 users, 6 movies; movie 5 and user 4 have no ratings in ``TRAIN`` (cold)."""
+    return Hybrid.for_data(SimpleNamespace(n_users=5, n_movies=6), TRAIN, n_factors=3, l2=1e-2,
+                           y_range=(0.0, 5.5), movie_features=["a", "b", "c"],
+                           user_features=["x", "y"],
+                           movie_side=(np.array([0, 2, 3, 3, 4, 5, 7]), np.array([0, 1, 2, 0, 1, 0, 2])),
+                           user_side=(np.array([0, 1, 1, 2, 3, 4]), np.array([0, 1, 0, 1])),
+                           dtype=dtype, seed=seed, backend=backend, **kw)
+
+
+TRAIN = Ratings(np.array([0, 0, 1, 1, 2, 3, 3, 0, 2]), np.array([0, 1, 1, 2, 3, 4, 0, 2, 2]),
+                np.array([4.0, 3.5, 2.0, 5.0, 3.0, 1.0, 4.5, 2.5, 3.5], np.float32))
+
+
+def test_every_gradient_of_the_hybrid_matches_central_differences():
+    model = tiny()
+    for name, p in model.params.items():  # move the zeroed cold rows off zero: check them too
+        p += np.random.default_rng(3).uniform(-0.1, 0.1, p.shape)
+    errors = gradcheck.check_model(model, "Hybrid", gradcheck.SMOOTH_BOUND)
+    assert len(errors) == len(model.params) and max(errors.values()) < gradcheck.SMOOTH_BOUND
+
+
+@pytest.mark.skipif(not numba_available(), reason="needs numba")
+def test_the_hybrid_trains_alike_on_numpy_and_numba():
+    """Three epochs of lazy-free Adam on each backend, float64. Bound: the same operations in
+    another order (compiled bag sums and scatters), a few hundred float64 terms per entry, each
+    step's rounding carried through Adam: 1e-9 relative is orders above 1e-16 · 10^3 · steps."""
+    out = []
+    for backend in ("numpy", "numba"):
+        model = tiny(backend).compile(Adam(0.01))
+        model.fit(TRAIN.x, TRAIN.y, batch_size=4, epochs=3, verbose=0)
+        out.append({k: np.asarray(v) for k, v in model.params.items()})
+    for name in out[0]:
+        np.testing.assert_allclose(out[1][name], out[0][name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_cold_rows_start_at_zero_and_a_cold_movie_is_scored_from_its_side_features():
+    model = tiny()
+    assert not model.params["movie_embedding.W"][5].any() and not model.params["movie_bias.W"][5].any()
+    assert not model.params["user_embedding.W"][4].any() and not model.params["user_bias.W"][4].any()
+    before = model.predict([np.array([0]), np.array([5])])
+    model.movie_side.set_bags((np.array([0, 2, 3, 3, 4, 5, 6]), np.array([0, 1, 2, 0, 1, 0])))
+    after = model.predict([np.array([0]), np.array([5])])  # movie 5's genre changed: c -> a
+    assert abs(after[0] - before[0]) > 1e-6
+    model.params["movie_side.W"][...] = 0
+    model.params["movie_side_bias.W"][...] = 0
+    flat = model.predict([np.array([0, 0]), np.array([5, 5])])  # no side information left
+    assert flat[0] == flat[1]
+
+
+def test_the_hybrid_saves_and_loads_with_its_bags_and_feature_names(tmp_path):
+    model = tiny(dtype=np.float32)
+    model.save_weights(tmp_path / "h.npz")
+    back = model_from_weights(tmp_path / "h.npz", backend="numpy")
+    assert type(back) is Hybrid and back.movie_features == ["a", "b", "c"]
+    users, movies = np.array([0, 1, 4, 2]), np.array([5, 2, 0, 1])
+    np.testing.assert_array_equal(back.predict([users, movies]), model.predict([users, movies]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fold_in_fits_the_new_users_row_and_leaves_the_model_alone(backend):
+    model = tiny(backend)
+    before = {k: np.array(v) for k, v in model.params.items()}
+    movies, ratings = np.array([0, 1, 2]), np.array([5.0, 5.0, 4.5])
+    new, u = coldstart.fold_in(model, movies, ratings, l2=1e-3, steps=200, lr=0.1)
+    assert u == 5 and new.n_users == 6 and model.n_users == 5
+    for k, v in model.params.items():  # the original is untouched
+        np.testing.assert_array_equal(np.asarray(v), before[k])
+    zero, _ = coldstart.fold_in(model, movies, ratings, steps=0)
+    error = np.abs(new.predict([np.full(3, u), movies]) - ratings).mean()
+    error_unfitted = np.abs(zero.predict([np.full(3, u), movies]) - ratings).mean()
+    assert error < 0.5 * error_unfitted  # the row was fitted: a forgotten row would not move
+    for name, p in new.params.items():  # only the new user's rows moved
+        old = before[name]
+        rows = min(len(old), p.shape[0])
+        np.testing.assert_array_equal(np.asarray(p)[:rows], old[:rows], err_msg=name)
+
+
+def test_a_new_user_with_no_ratings_is_scored_from_their_demographics():
+    model = tiny()
+    model.params["user_side.W"][...] = np.array([[0.5, 0.5, 0.5], [-0.5, -0.5, -0.5]])
+    model.params["user_side_bias.W"][...] = np.array([[0.3], [-0.3]])
+    as_x, u = coldstart.fold_in(model, [], [], side=[0])
+    as_y, _ = coldstart.fold_in(model, [], [], side=[1])
+    movies = np.arange(6)
+    px, py = (m.predict([np.full(6, u), movies]) for m in (as_x, as_y))
+    assert np.all(np.abs(px - py) > 1e-6)
+    assert as_x.user_side.bags[1][-1] == 0 and as_y.user_side.bags[1][-1] == 1
+
+
+def test_fold_in_refuses_what_it_cannot_use():
+    model = tiny()
+    with pytest.raises(ValueError, match="3 movies but 2 ratings"):
+        coldstart.fold_in(model, [0, 1, 2], [4.0, 3.0])
+    with pytest.raises((KeyError, ValueError), match="movie"):
+        coldstart.fold_in(model, [0, 9], [4.0, 3.0])
+    with pytest.raises(ValueError, match="finite"):
+        coldstart.fold_in(model, [0], [np.nan])
