@@ -115,7 +115,7 @@ def cold_movies(ds):
         int(out.sum()), int(held_out(ds.n_movies, 0).sum())
 
 
-def new_users(ds, ks=(5, 10, 20), l2=1e-2, steps=150, lr=0.05):
+def new_users(ds, ks=(5, 10, 20)):
     """Per k: RMSE of fold-in, the user-mean baseline and retraining; fold-in s per user."""
     users_out = held_out(ds.n_users, 0)
     rng = np.random.default_rng(1)
@@ -139,7 +139,7 @@ def new_users(ds, ks=(5, 10, 20), l2=1e-2, steps=150, lr=0.05):
             offsets, ids = people.bags
             start = time.perf_counter()
             new, u = coldstart.fold_in(model, ds.movie[mine], ds.rating[mine],
-                                       side=ids[offsets[i]:offsets[i + 1]], l2=l2, steps=steps, lr=lr)
+                                       side=ids[offsets[i]:offsets[i + 1]])
             fold_pred.append(new.predict([np.full(len(later), u), ds.movie[later]]))
             seconds += time.perf_counter() - start
             mean_pred.append(np.full(len(later), float(np.mean(ds.rating[mine]))))

@@ -30,8 +30,9 @@ TRAIN = Ratings(np.array([0, 0, 1, 1, 2, 3, 3, 0, 2]), np.array([0, 1, 1, 2, 3, 
                 np.array([4.0, 3.5, 2.0, 5.0, 3.0, 1.0, 4.5, 2.5, 3.5], np.float32))
 
 
-def test_every_gradient_of_the_hybrid_matches_central_differences():
-    model = tiny()
+@pytest.mark.parametrize("cold_dropout", [0.0, 0.5])
+def test_every_gradient_of_the_hybrid_matches_central_differences(cold_dropout):
+    model = tiny(cold_dropout=cold_dropout)
     for name, p in model.params.items():  # move the zeroed cold rows off zero: check them too
         p += np.random.default_rng(3).uniform(-0.1, 0.1, p.shape)
     errors = gradcheck.check_model(model, "Hybrid", gradcheck.SMOOTH_BOUND)

@@ -22,6 +22,8 @@ their demographics (ml-100k); ``coldstart.fold_in`` adds a new user from a few r
 """
 import numpy as np
 
+from .. import inputs
+from ..nn.losses import L2
 from ..data.side import combine, movie_genres, movie_tags, movie_years, user_demographics
 from .registry import register
 from .svdpp_flipped import FlippedSVDpp
@@ -39,16 +41,24 @@ class Hybrid(FlippedSVDpp):
     the bags, ``data/side.py``; saved with the weights); ``movie_side`` / ``user_side``: one
     CSR bag of feature ids per movie / per user. Adds movie_side.W (G, F) and user_side.W
     (D, F) with L2 ``side_l2``, and their biases movie_side_bias.W (G, 1), user_side_bias.W
-    (D, 1), not regularised (as the other biases).
+    (D, 1). ``bias_l2`` puts an L2 on the movies' and users' own biases (0: none, as in the
+    other models), so the side biases carry what movies of a genre share; ``cold_dropout``
+    plays that share of each batch's examples as cold movies (``cold_mask``).
     """
     not_in_config = ("bags", "movie_bags", "movie_side", "user_side", "global_mean")
 
     def __init__(self, n_users, n_movies, n_factors=50, l2=1e-4, y_range=None, bags=None,
                  movie_bags=None, movie_features=("none",), user_features=("none",),
                  movie_side=None, user_side=None, global_mean=0.0, implicit_l2=None,
-                 side_l2=None, dtype=np.float32, seed=None, backend=None):
+                 side_l2=None, bias_l2=0.0, cold_dropout=0.0, dtype=np.float32, seed=None,
+                 backend=None):
         super().__init__(n_users, n_movies, n_factors, l2, y_range, bags, movie_bags,
                          global_mean, implicit_l2, dtype, seed, backend)
+        self.cold_dropout = inputs.probability("cold_dropout", cold_dropout)
+        self.bias_l2 = float(bias_l2)
+        if self.bias_l2:  # the movies' and users' own biases regularised, so that the shared
+            for name in ("user_bias", "movie_bias"):  # side biases carry what is common
+                self.regularisers[f"{name}.W"] = L2(self.bias_l2)
         self.movie_features, self.user_features = list(movie_features), list(user_features)
         if not (self.movie_features and self.user_features):
             raise ValueError("movie_features and user_features need at least one name each "
@@ -90,29 +100,46 @@ class Hybrid(FlippedSVDpp):
             for table in (f"{what}_embedding.W", f"{what}_bias.W"):
                 self.params[table][self.xp.asarray(untrained)] = 0
 
+    def cold_mask(self, n, training):
+        """k_n = 0 for the examples played as cold this batch (drop probability
+        ``cold_dropout``), else 1: such an example sees its movie through the side features
+        alone, so they learn to score a movie nobody rated (DropoutNet, Volkovs et al. 2017)."""
+        if not (training and self.cold_dropout):
+            return None
+        keep = self.dropout_rng.random(n) >= self.cold_dropout
+        return self.xp.asarray(keep.astype(self.dtype))
+
     def score(self, users, movies, training=True):
-        """z = (m_j + x_j + g_j) · (u_i + y_i + d_i)"""
+        """z = (k·(m_j + x_j) + g_j) · (u_i + y_i + d_i),  k = 1 but for played-cold examples"""
         p = self.user.forward(users) + self.implicit.forward(users) + self.user_side.forward(users)
-        q = (self.movie.forward(movies) + self.watched_by.forward(movies)
-             + self.movie_side.forward(movies))
+        own = self.movie.forward(movies) + self.watched_by.forward(movies)
+        self.keep = k = self.cold_mask(len(movies), training)
+        q = (own if k is None else own * k[:, None]) + self.movie_side.forward(movies)
         z = self.dot.forward(p, q)
 
         def backward(dz):
             dp, dq = self.dot.backward(dz)
             for layer in (self.user, self.implicit, self.user_side):
                 layer.backward(dp)
-            for layer in (self.movie, self.watched_by, self.movie_side):
-                layer.backward(dq)
+            down = dq if k is None else dq * k[:, None]
+            self.movie.backward(down)
+            self.watched_by.backward(down)
+            self.movie_side.backward(dq)
         return z, backward
 
     def biases(self, z, users, movies):
-        """z + b_i + b_j + μ + c_i + c_j"""
-        z, back_biases = super().biases(z, users, movies)
-        z = z + self.user_side_bias.forward(users)[:, 0] + self.movie_side_bias.forward(movies)[:, 0]
+        """z + μ + b_i + k·b_j + c_i + c_j  (a played-cold movie loses its own bias too)"""
+        k = self.keep
+        b_j = self.movie_bias.forward(movies)[:, 0]
+        z = (self.offset.forward(z) + self.user_bias.forward(users)[:, 0]
+             + (b_j if k is None else b_j * k)
+             + self.user_side_bias.forward(users)[:, 0] + self.movie_side_bias.forward(movies)[:, 0])
 
         def backward(dz):
+            self.offset.backward(dz)
+            self.user_bias.backward(dz[:, None])
+            self.movie_bias.backward((dz if k is None else dz * k)[:, None])
             self.user_side_bias.backward(dz[:, None])
             self.movie_side_bias.backward(dz[:, None])
-            return back_biases(dz)
+            return dz
         return z, backward
-
