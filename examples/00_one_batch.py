@@ -7,9 +7,9 @@ Every model in minirec trains the same way. For one batch of ratings (users, mov
     loss, grads = model.loss_and_grads([users, movies], y)   # forward, loss, backward, + L2
     model.optimizer.step(model.params, grads)                # Adam moves every weight
 
-``loss_and_grads`` runs the model forward (r̂ for each pair), takes the loss — the mean squared
-error plus λ·ΣW² over each embedding table — runs backward, and adds the penalty's gradient 2λW
-to each table's: ``grads`` holds one array per weight, keyed like ``model.params``.
+``loss_and_grads`` runs the model forward (r̂ for each pair), takes the loss — the mean
+squared error plus λ·ΣW² over each embedding table — runs backward, and adds the penalty's
+gradient 2λW to each table's: ``grads`` holds one array per weight, keyed like ``model.params``.
 ``optimizer.step`` applies Adam's update (``minirec/nn/optim.py``) to every weight, in place.
 
 The script takes one batch by hand and checks that ``model.fit`` does exactly that to the same
@@ -81,7 +81,7 @@ same(model, by_fit, "\none batch")
 
 # ---- one epoch: the same two lines in a loop --------------------------------------------------------
 by_hand, by_fit = fresh(), fresh()
-order = by_hand.shuffle_rng.permutation(len(train))  # fit draws each epoch's order from this generator
+order = by_hand.shuffle_rng.permutation(len(train))  # fit draws each epoch's order from it too
 for start in range(0, len(train), 64):
     rows = order[start:start + 64]
     loss, grads = by_hand.loss_and_grads([train.user[rows], train.movie[rows]], train.rating[rows])

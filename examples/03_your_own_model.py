@@ -97,7 +97,8 @@ layer.forward(a, b)
 da, db = layer.backward(dout)
 for name, x, analytic in (("a", a, da), ("b", b, db)):
     numeric = gradcheck.numerical_gradient(lambda: float(np.sum(layer.forward(a, b) * dout)), x)
-    print(f"Hadamard d{name}: relative error {gradcheck.rel_error(analytic, numeric):.1e} (bound 1e-7)")
+    error = gradcheck.rel_error(analytic, numeric)
+    print(f"Hadamard d{name}: relative error {error:.1e} (bound 1e-7)")
 
 # ---- 2. the whole model's gradient, on a tiny float64 copy ----------------------------------------
 tiny = GMF(5, 6, n_factors=3, l2=1e-2, dtype=np.float64, seed=0, backend="numpy")
