@@ -59,8 +59,9 @@ def same(a, b, what):
           f"(Adam's step count t = {a.optimizer.iterations:,})")
 
 
-# ---- one batch: the first 64 training ratings -----------------------------------------------------
-users, movies, y = train.user[:64], train.movie[:64], train.rating[:64]
+# ---- one batch: 64 training ratings drawn at random (the file is sorted by user) ----------------
+rows = np.random.default_rng(0).choice(len(train), size=64, replace=False)
+users, movies, y = train.user[rows], train.movie[rows], train.rating[rows]
 model = fresh()
 print(f"validation MSE before training: {model.evaluate(valid.x, valid.y):.4f}")
 
@@ -83,7 +84,7 @@ same(model, by_fit, "\none batch")
 by_hand, by_fit = fresh(), fresh()
 order = by_hand.shuffle_rng.permutation(len(train))  # fit draws each epoch's order from it too
 for start in range(0, len(train), 64):
-    rows = order[start:start + 64]
+    rows = order[start:start + 64]  # batch b: rows order[64 b : 64 (b + 1)]
     loss, grads = by_hand.loss_and_grads([train.user[rows], train.movie[rows]], train.rating[rows])
     by_hand.optimizer.step(by_hand.params, grads)
 by_fit.fit(train.x, train.y, batch_size=64, epochs=1, verbose=0)
