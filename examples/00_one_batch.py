@@ -76,6 +76,9 @@ print("  (a bias row has a gradient only where the batch looked it up; every row
 model.optimizer.step(model.params, grads)
 
 # ---- what fit does to the same batch ----------------------------------------------------------------
+# For each batch, fit's runner on NumPy (minirec/train/runners.py) runs forward and backward,
+# adds each table's 2λW to its gradient as loss_and_grads does, sets optimizer.lr to the batch's
+# rate (without a schedule, the lr the optimiser already has) and calls optimizer.step.
 by_fit = fresh()
 by_fit.fit([users, movies], y, batch_size=len(y), epochs=1, shuffle=False, verbose=0)
 same(model, by_fit, "\none batch")
