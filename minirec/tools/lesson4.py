@@ -1,5 +1,5 @@
 """The "Lesson 4: embeddings" recipes behind ``minirec lesson4``: schedules, the improved recipe,
-the final table. ``examples/lesson4.py`` and ``examples/lesson4.ipynb`` walk the same notebook
+the final table. ``examples/02_lesson4.py`` and ``examples/lesson4.ipynb`` walk the same notebook
 cell by cell, as minirec rewrites of it.
 
 Three models (50 factors, L2 1e-4 on the embeddings, batch 64, Adam updating every row as

@@ -1,15 +1,21 @@
-"""Lesson 4, cell by cell: the homework notebook's collaborative filtering, in minirec.
+"""Step 2: Lesson 4, cell by cell — the homework notebook's collaborative filtering, in minirec.
 
-Run:  python examples/lesson4.py [--data ml-latest-small] [--seed 42]
+Run:  python examples/02_lesson4.py [--data ml-latest-small] [--seed 42] [--map movie_map.png]
+      [--quick]
 
-Read it top to bottom beside the notebook: load MovieLens and make the ids contiguous, split
-80/20, train the dot-product model, the same with biases (save it, load it back), look at
-the movie biases and the principal components of the movie embeddings, then train the small
-neural net. Every call is plain minirec; ``minirec lesson4`` runs the same recipes
-(``minirec/tools/lesson4.py``) and adds the final table, ``--improved``, ``--keras1-schedule`` and
-``--as-written``.
+Steps 0 and 1 trained one batch and proved its gradients; here ``fit`` runs those batches for
+the notebook's three models. Read it top to bottom beside the notebook: load MovieLens and make
+the ids contiguous, split 80/20, train the dot-product model, the same with biases (save it,
+load it back), look at the movie biases and the principal components of the movie embeddings
+(``--map`` draws the first two as a picture; needs matplotlib), then train the small neural
+net. Every call is plain minirec; ``minirec lesson4`` runs the same recipes
+(``minirec/tools/lesson4.py``) and adds the final table, ``--improved``, ``--keras1-schedule``
+and ``--as-written``.
+
+--quick (or MINIREC_QUICK=1): a small synthetic data set on the NumPy backend, a few seconds.
 """
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -22,10 +28,15 @@ from minirec.tools.analysis import bias_ranking, components_text, movie_componen
 parser = argparse.ArgumentParser(description="the Lesson 4 notebook, cell by cell")
 parser.add_argument("--data", default="ml-latest-small", help="a release name or a folder")
 parser.add_argument("--seed", type=int, default=42)
+parser.add_argument("--map", metavar="PNG", help="also draw the movie map into this file")
+parser.add_argument("--quick", action="store_true", default=os.environ.get("MINIREC_QUICK") == "1",
+                    help="a small synthetic data set, a few seconds (also MINIREC_QUICK=1)")
 args = parser.parse_args()
+backend = "numpy" if args.quick else None  # None: the fastest here (Numba's kernels on a CPU)
 
 # ---- Set up the data: ratings with user and movie ids turned into contiguous indices ---------
-ds = minirec.load_movielens(args.data)
+ds = (minirec.synthetic_movielens(n_users=100, n_movies=150, n_ratings=3000, seed=0)
+      if args.quick else minirec.load_movielens(args.data))
 print(ds)
 print(f"user id {ds.user_ids[0]} is index 0; movie id {ds.movie_ids[0]} is index 0")
 
@@ -52,7 +63,7 @@ def show_prediction(model):
 
 
 # ---- Dot product: r̂ = u_i · m_j --------------------------------------------------------------------
-dot = DotProduct(ds.n_users, ds.n_movies, n_factors, l2=1e-4, seed=args.seed)
+dot = DotProduct(ds.n_users, ds.n_movies, n_factors, l2=1e-4, seed=args.seed, backend=backend)
 dot.compile(Adam(0.001), loss="mse")
 dot.summary()
 for epochs, lr in [(1, 0.001), (3, 0.01), (6, 0.001)]:  # the notebook's three fit cells
@@ -60,7 +71,7 @@ for epochs, lr in [(1, 0.001), (3, 0.01), (6, 0.001)]:  # the notebook's three f
 show_prediction(dot)
 
 # ---- Bias: r̂ = u_i · m_j + b_i + b_j ---------------------------------------------------------------
-bias = DotProductBias(ds.n_users, ds.n_movies, n_factors, l2=1e-4, seed=args.seed)
+bias = DotProductBias(ds.n_users, ds.n_movies, n_factors, l2=1e-4, seed=args.seed, backend=backend)
 bias.compile(Adam(0.001), loss="mse")
 bias.summary()
 for epochs, lr in [(1, 0.001), (3, 0.01), (6, 0.001), (10, 0.001), (5, 0.001)]:
@@ -68,9 +79,11 @@ for epochs, lr in [(1, 0.001), (3, 0.01), (6, 0.001), (10, 0.001), (5, 0.001)]:
 show_prediction(bias)
 
 # ---- Save the weights and load them into a fresh model ------------------------------------------
-path = Path(tempfile.mkdtemp(prefix="minirec-lesson4-")) / "bias.npz"
-bias.save_weights(path)
-again = DotProductBias(ds.n_users, ds.n_movies, n_factors, l2=1e-4).load_weights(path)
+with tempfile.TemporaryDirectory(prefix="minirec-lesson4-") as folder:
+    path = Path(folder) / "bias.npz"
+    bias.save_weights(path)
+    again = DotProductBias(ds.n_users, ds.n_movies, n_factors, l2=1e-4, backend=backend)
+    again.load_weights(path)
 show_prediction(again)
 
 # ---- Analyse the results: the movie biases, among the 2,000 most-rated movies ---------------------
@@ -85,14 +98,16 @@ for b, title in highest:
 # ---- The principal components of the movie embeddings --------------------------------------------
 pca, _, extremes = movie_components(bias, ds, n_components=3, among=2000, n=10)
 print("\n" + components_text(pca, extremes))
-# `python examples/movie_map.py` draws the first two components as a map.
+if args.map:  # the notebook's picture: the first two components as a map of the movies
+    from minirec.tools.plots import plot_movie_map
+    print("wrote the movie map to", plot_movie_map(bias, ds, args.map))
 
 # ---- Neural net: embeddings side by side, dense 70 + ReLU, dropout, one output ----------------------
 # (The homework's cells call `model.fit` here: as written they train the bias model 10 epochs
 # more, never the net, and its PCA reads the untrained net's embeddings: minirec lesson4
 # --as-written runs that. Here the net is trained.)
 nn = NeuralNet(ds.n_users, ds.n_movies, n_factors, hidden=70, dropout=(0.3, 0.75), l2=1e-4,
-               seed=args.seed)
+               seed=args.seed, backend=backend)
 nn.compile(Adam(0.001), loss="mse")
 nn.summary()
 for epochs, lr in [(1, 0.001), (3, 0.01), (6, 0.001)]:

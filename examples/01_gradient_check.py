@@ -1,13 +1,17 @@
-"""One gradient check by hand, then every check minirec has, as a table.
+"""Step 1: are the gradients right? One gradient check by hand, then every check minirec has.
 
-Run:  python examples/gradient_check.py
+Run:  python examples/01_gradient_check.py
 
-Part 1 walks the method on the dot-product-with-biases model in float64:
+Step 0 trusted ``grads``, the gradients backprop computes. A numerical check proves them: nudge
+a weight by ±h, watch the loss, and compare. Part 1 walks the method on the dot-product-with-
+biases model in float64:
   * the analytic gradient comes from backprop (model.loss_and_grads);
   * the numerical one nudges each weight by ±h and takes (L(w+h) - L(w-h)) / 2h;
   * the relative error max|a - n| / max(1e-8, max(|a| + |n|)) must be tiny (below 1e-7).
-Part 2 runs the whole catalogue (the same one the tests assert) and exits non-zero if any
-check is over its bound — the same as `minirec gradcheck`.
+Part 2 runs the whole catalogue (the checks of ``minirec/nn/gradcheck.py`` for every layer,
+loss and built-in model, gathered in ``minirec/tools/check_all.py``; the tests assert the same)
+and exits non-zero if any check is over its bound, as ``minirec gradcheck`` does. Tiny models,
+no data: it takes seconds, so --quick (or MINIREC_QUICK=1) changes nothing.
 """
 import sys
 
