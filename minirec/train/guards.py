@@ -12,11 +12,7 @@
 micrograd gets the first two for free (backward is a closure made beside forward); minirec's
 layers are objects, so it checks.
 """
-from ..nn.layers import Layer
-
-
-class ModelError(RuntimeError):
-    """A model that would train wrong: the message names the layer or parameter."""
+from ..nn.layers import Layer, ModelError  # noqa: F401  (ModelError: the layers raise it too)
 
 
 def clear_gradients(model):
