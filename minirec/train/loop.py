@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from .. import inputs
+from ..nn.optim import one_cycle_lr
 from .metrics import ranking_metrics
 from ..data.movielens import Ratings
 from .curves import plot_history
@@ -103,9 +104,12 @@ class Checkpoint:
 
 
 def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True, verbose=1,
-        lr_schedule=None):
-    """Train ``model`` in place; see ``Model.fit`` for the arguments.
+        lr_schedule=None, nb_epoch=None):
+    """Train ``model`` in place; returns a ``History`` (``.history["loss"/"val_loss"/"lr"]``).
 
+    ``x`` is ``[users, movies]`` (indices: arrays, lists or pandas columns); ``validation_data``
+    is ``([users, movies], y)``. ``nb_epoch`` is Keras 1's name for ``epochs``, so the
+    notebook's own ``model.fit(..., nb_epoch=1, ...)`` runs as written.
     ``lr_schedule(step, n_steps)``, when given, sets the learning rate of every batch (a
     one-cycle schedule, say); ``step`` counts batches from 0 over the whole call.
 
@@ -115,6 +119,10 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     The model then goes back to the weights (and optimiser state) it had at the start of that
     epoch, and ``TrainingDiverged`` says where it happened and which weights were kept.
     """
+    if nb_epoch is not None:
+        if epochs not in (1, nb_epoch):
+            raise ValueError(f"epochs={epochs} and nb_epoch={nb_epoch}: give one of them")
+        epochs = nb_epoch
     if model.optimizer is None:
         raise RuntimeError("call model.compile(optimizer) before fit")
     users, movies = inputs.pairs(x, model.n_users, model.n_movies, model.xp)
@@ -172,6 +180,15 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
         model.optimizer.lr = base_lr
     history.stage_ends.append(len(history.epoch))
     return history
+
+
+def fit_one_cycle(model, x, y, epochs, lr_max, batch_size=64, validation_data=None, verbose=1,
+                  **one_cycle):
+    """``fit`` with the one-cycle schedule (``optim.one_cycle_lr``); ``lr`` is restored after."""
+    lr_max = inputs.finite_positive("lr_max", lr_max)
+    one_cycle_lr(0, 1, lr_max, **one_cycle)  # refuse bad settings now, not at batch 1
+    return fit(model, x, y, batch_size, epochs, validation_data, verbose=verbose,
+               lr_schedule=lambda step, n: one_cycle_lr(step, n, lr_max, **one_cycle))
 
 
 def validate(model, rated, validation_data, limit, n_batches):
