@@ -29,7 +29,8 @@ def model_from_weights(path, ds=None, backend=None):
     if cls is None:
         raise WeightsError(f"{path} describes a model class {record['class']!r} that is not "
                            f"registered (minirec knows {', '.join(c.__name__ for c in registry.KINDS.values())});"
-                           " import the module that defines it, decorated with @minirec.register")
+                           " import the module that defines it, decorated with @minirec.register"
+                           " (on the command line: --import path/to/file.py)")
     biggest = largest_dimension(arrays, buffers)
     for key, value in record.items():  # no constructor may allocate more than the file holds
         if isinstance(value, int) and not isinstance(value, bool) and value > max(biggest, 1024):

@@ -15,6 +15,7 @@ Reported numbers (per epoch, Keras style):
 """
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -23,7 +24,8 @@ from ..nn.optim import one_cycle_lr
 from .metrics import ranking_metrics
 from ..data.movielens import Ratings
 from .curves import plot_history
-from .runners import Batches, runner_for
+from . import guards
+from .runners import Batches, LayerRunner, runner_for
 
 
 class TrainingDiverged(FloatingPointError):
@@ -141,7 +143,7 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     n = len(y)
     n_batches = math.ceil(n / batch_size)
     runner = runner_for(model, users, movies, batch_size)
-    history, base_lr, val_loss = History(), model.optimizer.lr, None
+    history, base_lr, val_loss, dead_since = History(), model.optimizer.lr, None, None
     limit = model.objective.explosion(y)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
@@ -176,6 +178,15 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
             if val_loss is not None:
                 line += f" - {val_key}: {val_loss:.4f}"
             print(line, flush=True)
+        if isinstance(runner, LayerRunner):  # (a fused kernel trains one exact, checked class)
+            if not runner.gradient_seen and dead_since is None:
+                dead_since, first = epoch, batches.order[:batch_size]
+                warnings.warn(guards.no_gradient(model, epoch, users[first], movies[first]),
+                              RuntimeWarning, stacklevel=3)
+            elif not runner.gradient_seen:
+                warnings.warn(f"epoch {epoch}: again every gradient was exactly 0 (as since "
+                              f"epoch {dead_since})", RuntimeWarning, stacklevel=3)
+            runner.gradient_seen = False
     if lr_schedule is not None:
         model.optimizer.lr = base_lr
     history.stage_ends.append(len(history.epoch))
