@@ -71,10 +71,10 @@ def expect_gradient(layer, dout, shape):
 
 
 class Table(Layer):
-    """A layer whose parameter ``W`` (rows, F) is read row by row: the gradient of a batch is
+    """A layer whose parameter ``W`` (n, F) is read row by row: the gradient of a batch is
     zero but for the rows it looked up.
 
-    ``zeroed_gradient(rows)`` hands a backward the zero (rows, F) array to scatter-add into.
+    ``zeroed_gradient(rows)`` hands a backward the zero (n, F) array to scatter-add into.
     It is one array, kept from batch to batch: only the rows the previous backward wrote are
     set back to zero (zeroing a whole 9,066 x 50 table at every batch would cost more than the
     rest of a lazy training step). The gradient it holds is overwritten by the next backward.
