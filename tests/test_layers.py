@@ -120,7 +120,7 @@ def test_sigmoid_range_refuses_an_empty_range():
 def test_embedding_has_no_regulariser_of_its_own():
     """L2 lives in losses.L2 and is attached by the model; the layer is a plain lookup."""
     layer = Embedding(3, 2, dtype=np.float64)
-    assert set(vars(layer)) <= {"params", "grads", "idx", "dW", "written", "dout"}
+    assert set(vars(layer)) <= {"params", "grads", "idx", "dW", "written"}
 
 
 def test_the_output_range_holds_at_both_ends():

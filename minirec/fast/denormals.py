@@ -3,9 +3,10 @@
 Why: with dense Adam and the Keras L2, an embedding row that no batch touches is pulled
 towards zero at every step; after a few epochs many such weights sit near 1e-32, their
 squared gradients are *denormal* (below 1.2e-38 in float32), and each vector operation on a
-denormal takes a microcode detour of ~100 cycles. Measured here: the dense Adam loop slowed
-from 0.75 to 2.1 ns per parameter. Treating denormals as zero changes results by less than
-1e-38 in absolute terms — far below any tolerance — and gives the speed back.
+denormal takes a microcode detour of ~100 cycles, which slows the dense Adam loop down
+(benchmarks/RESULTS.md, "History of measurements"). Treating denormals as zero
+changes results by less than 1e-38 in absolute terms — far below any tolerance — and gives
+the speed back.
 
 ``flush_denormals()`` sets the two bits of the MXCSR register and returns its old value;
 ``restore_fp_mode(old)`` puts it back, so nothing outside the kernel is affected. On other

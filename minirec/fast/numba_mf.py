@@ -158,8 +158,8 @@ def lazy_threads(model, adapter, threads):
     """The threads lazy steps of ``model`` use here (of ``threads`` available): two, one per
     table, once u and m together hold ``SPLIT_ABOVE`` entries (8 MB an array in float32: tables
     that no longer sit in the cache, where a thread's share of the waiting on memory is worth a
-    fork and join per batch); below, one (on ml-latest-small, split, the second thread made a
-    lazy epoch slower: 0.055 s against 0.048 s, benchmarks/RESULTS.md as of commit c0288cc)."""
+    fork and join per batch); below, one (on tables that fit in the cache the fork and join
+    cost more than the second thread saves: benchmarks/RESULTS.md, "History of measurements")."""
     names = adapter(model)[0]
     entries = model.params[names["u"]].size + model.params[names["m"]].size
     return 2 if threads > 1 and entries >= SPLIT_ABOVE else 1

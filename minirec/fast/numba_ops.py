@@ -110,6 +110,7 @@ def two_d(a):
 
 
 def scatter_add(target, idx, values):
+    ops.one_row_per_id(target, idx, values)  # the loop below would read past a short row
     _scatter_add(two_d(target), idx, two_d(values))
 
 
@@ -124,6 +125,7 @@ def bag_sum(W, bags, rows, scale):
 
 
 def bag_scatter(dW, bags, rows, scale, dout):
+    ops.one_row_per_id(dW, rows, dout, "bag_scatter")
     _bag_scatter(dW, bags[0], bags[1], rows, scale, np.ascontiguousarray(dout))
 
 

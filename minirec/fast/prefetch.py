@@ -3,10 +3,10 @@
 Why: a shuffled epoch reads the rows of random users and movies. A row that is not in cache
 costs a trip to memory, and a loop that reads one row, computes, then reads the next, waits
 for each trip in turn. Naming the rows a few ratings (or rows) ahead lets those trips overlap.
-It matters where the tables outgrow the cache: on the ML-25M-shaped set of bench_scale.py
-(batch 1,024, lazy Adam, one thread) the epoch went from 52.7 s to 41.2 s with the rows asked
-for ahead here and in ``numba_adam.adam_rows`` (RESULTS.md, bench_scale). On the small
-MovieLens sets, whose tables fit in the cache, it changed little in our runs.
+It matters where the tables outgrow the cache (the ML-25M-shaped set of bench_scale.py, with
+the rows asked for ahead here and in ``numba_adam.adam_rows``); on the small MovieLens sets,
+whose tables fit in the cache, it changes little. The figures: benchmarks/RESULTS.md
+(bench_scale, and "History of measurements").
 
 ``prefetch(row)`` touches nothing and changes no number: it is LLVM's ``llvm.prefetch`` hint
 (read, keep in all cache levels) for every 64-byte line of a 1-D array (a row view such as

@@ -14,6 +14,7 @@ values. ``models/saved.py``'s ``model_from_weights(path, ds)`` rebuilds the mode
 name and lines its rows up with ``ds``.
 """
 import hashlib
+import inspect
 import json
 import math
 import zipfile
@@ -174,6 +175,25 @@ def check_ids(a, field, path):
 
 
 # ----- writing and loading into a model ---------------------------------------------------------
+
+def model_config(model):
+    """The constructor arguments that rebuild ``model`` (its record in a weights file): each
+    argument of its ``__init__`` but dtype, seed, backend and those in ``not_in_config``, read
+    from the attribute of the same name (a model that keeps one under another name overrides
+    ``config``)."""
+    cls = type(model)
+    record = {"class": cls.__name__}
+    for arg in list(inspect.signature(cls.__init__).parameters)[1:]:
+        if arg in ("dtype", "seed", "backend", "args", "kwargs", *model.not_in_config):
+            continue
+        if not hasattr(model, arg):
+            raise AttributeError(f"{cls.__name__}.config() cannot find self.{arg}: keep each "
+                                 "constructor argument as an attribute of the same name, or "
+                                 "override config()")
+        value = getattr(model, arg)
+        record[arg] = list(value) if isinstance(value, tuple) else value
+    return record
+
 
 def save_weights(model, path, data=None, seed=None, train_fraction=0.8):
     """Write every weight and the model's record to ``path`` (``.npz``), atomically. With

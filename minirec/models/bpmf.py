@@ -90,8 +90,8 @@ def row_posteriors(model, name, layer, users, movies, y, alpha, mu, Lam):
     pred = model.forward(users, movies, training=False)
     for other in model.layers.values():
         other.grads.clear()
-    model.backward(xp.ones_like(pred))
-    h = layer.dout.reshape(len(pred), -1)                      # (N, d): ∂r̂_n/∂w_{k_n}
+    h = gradient_handed_to(layer, lambda: model.backward(xp.ones_like(pred)))
+    h = h.reshape(len(pred), -1)                               # (N, d): ∂r̂_n/∂w_{k_n}
     W = layer.params[next(iter(layer.params))].reshape(-1, h.shape[1])
     k = layer.idx if isinstance(layer, Embedding) else xp.zeros(len(pred), dtype=xp.intp)
     rest = pred - (h * W[k]).sum(axis=1)                       # c_n
@@ -104,6 +104,22 @@ def row_posteriors(model, name, layer, users, movies, y, alpha, mu, Lam):
     precisions = Lam_x + alpha * outer.reshape(R, d, d)
     means = xp.linalg.solve(precisions, (Lam_x @ mu_x + alpha * pulled)[..., None])[..., 0]
     return precisions, means
+
+
+def gradient_handed_to(layer, run):
+    """The ``dout`` that ``run()`` (a model's backward) hands ``layer.backward``: for a table,
+    each example's gradient for the row it read (what step 2 samples from)."""
+    handed = []
+
+    def recording(dout):
+        handed.append(dout)
+        return type(layer).backward(layer, dout)
+    layer.backward = recording  # on this layer only, while ``run`` runs
+    try:
+        run()
+    finally:
+        del layer.backward
+    return handed[-1]
 
 
 def check_affine(model, name, layer, users, movies):

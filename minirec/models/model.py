@@ -7,29 +7,26 @@ A layer is registered by assigning it to an attribute (``self.offset = Offset()`
 PyTorch), and ``guards.py`` checks the rest: every step starts from cleared gradients, every
 parameter must get a fresh gradient, and a layer held but not registered is refused.
 """
-import inspect
-
 import numpy as np
 
 from .. import inputs
-from ..train import guards
 from ..backend import array_module, default_threads, numba_available, resolve_backend, seeded_rngs, to_numpy, to_xp
+from ..io.weights import load_weights, model_config, save_weights
 from ..nn.layers import Embedding, EmbeddingBag, Layer
 from ..nn.losses import L2, mse_of
-from ..train.objectives import MSE, objective
-from ..train.lr_find import lr_find
 from ..nn.ops import ops_for
-from ..nn.optim import one_cycle_lr
+from ..train import guards
+from ..train.loop import fit, fit_one_cycle
+from ..train.lr_find import lr_find
+from ..train.objectives import MSE, objective
 from ..train.runners import describe
-from ..train.loop import fit
-from ..io.weights import load_weights, save_weights
 
 
 class Model:
     """Base class. ``params``/``grads`` are keyed ``"<layer>.<param>"`` (``"user_embedding.W"``).
 
     ``regularisers`` maps a parameter to its ``L2``; ``lookups`` maps each embedding table to
-    the input it reads (``"user"`` or ``"movie"``), which lazy training needs to know.
+    the input it reads (``"user"`` or ``"movie"``): lazy training and ``saved.align`` need it.
     ``fused = False`` keeps a registered whole-model kernel from being used (``runners.py``);
     ``threads`` is how many CPU threads the Numba kernels may use (``$MINIREC_THREADS``, else 1).
     """
@@ -43,8 +40,7 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.backend = resolve_backend(backend)
-        self.xp, self.ops = array_module(self.backend), ops_on(self.backend)
+        self.use_backend(backend)
         self.seed = seed
         self.init_rng, self.shuffle_rng, self.dropout_rng, self.negative_rng = seeded_rngs(seed, 4)
         self.regularisers, self.lookups = {}, {}
@@ -59,6 +55,7 @@ class Model:
         so the CLI, lesson4, the recipes and the benchmarks build every kind the same way."""
         return cls(ds.n_users, ds.n_movies, **kwargs)
 
+    # ----- layers and weights -------------------------------------------------------------
     def __setattr__(self, name, value):
         """``self.name = layer`` registers the layer as ``name`` (unless it is already
         registered under another name), so a layer cannot be forgotten."""
@@ -72,11 +69,29 @@ class Model:
 
     def add_layer(self, name, layer):
         """Register ``layer`` as ``name``: its parameters train as ``"<name>.<param>"``."""
-        self.layers[name] = layer
-        layer.ops = self.ops
+        self.layers[name], layer.name, layer.ops = layer, name, self.ops
         return layer
 
-    # ----- weights ------------------------------------------------------------------------
+    def embedding(self, name, n_rows, width, l2, reads):
+        """An ``Embedding`` (n_rows, width) looked up by the ``reads`` input ("user" or
+        "movie"), with Keras's L2 of ``l2`` on the whole table."""
+        return self.table(name, Embedding(n_rows, width, rng=self.init_rng, dtype=self.dtype,
+                                          xp=self.xp), l2, reads)
+
+    def bag(self, name, n_rows, width, bags, l2, reads, rows_are, mode="sqrt"):
+        """An ``EmbeddingBag`` (n_rows, width): a bag per row of the ``reads`` input, holding
+        rows that are ``rows_are`` (SVD++: each user's bag of movies), L2 ``l2``."""
+        layer = EmbeddingBag(n_rows, width, bags, mode, rng=self.init_rng, dtype=self.dtype, xp=self.xp)
+        layer.bag_owner, layer.row_kind = reads, rows_are
+        return self.table(name, layer, l2, (reads, layer))
+
+    def table(self, name, layer, l2, reads):
+        """Register a table, with the input that reads it (``lookups``) and its L2, if any."""
+        self.lookups[name + ".W"] = reads
+        if l2:
+            self.regularisers[name + ".W"] = L2(l2)
+        return self.add_layer(name, layer)
+
     @property
     def params(self):
         return {f"{ln}.{pn}": p for ln, layer in self.layers.items() for pn, p in layer.params.items()}
@@ -95,31 +110,6 @@ class Model:
     def count_params(self):
         return sum(layer.n_params() for layer in self.layers.values())  # as Keras's count_params
 
-    def embedding(self, name, n_rows, width, l2, reads):
-        """Add an embedding table of ``n_rows`` x ``width`` that looks up the ``reads`` input
-        (``"user"`` or ``"movie"``), with Keras's L2 of ``l2`` on the whole table."""
-        layer = self.add_layer(name, Embedding(n_rows, width, rng=self.init_rng, dtype=self.dtype,
-                                               xp=self.xp))
-        return self.table(name, l2, reads, layer)
-
-    def bag(self, name, n_rows, width, bags, l2, reads, rows_are, mode="sqrt"):
-        """Add an ``EmbeddingBag`` of ``n_rows`` x ``width``: one bag per row of the ``reads``
-        input, holding rows that are ``rows_are`` (SVD++: each user's bag of movies), L2 ``l2``."""
-        layer = self.add_layer(name, EmbeddingBag(n_rows, width, bags, mode, rng=self.init_rng,
-                                                  dtype=self.dtype, xp=self.xp))
-        layer.bag_owner, layer.row_kind = reads, rows_are
-        return self.table(name, l2, (reads, layer), layer)
-
-    def table(self, name, l2, reads, layer):
-        self.lookups[name + ".W"] = reads
-        if l2:
-            self.regularisers[name + ".W"] = L2(l2)
-        return layer
-
-    def penalty(self):
-        """Σ λ·ΣW² over the regularised tables, whole tables (Keras's ``l2``)."""
-        return sum(reg.penalty(self.params[name]) for name, reg in self.regularisers.items())
-
     # ----- the maths ----------------------------------------------------------------------
     def forward(self, users, movies, training=True):
         raise NotImplementedError(f"{type(self).__name__} must define forward(users, movies, training)")
@@ -127,6 +117,10 @@ class Model:
     def backward(self, dpred):
         raise NotImplementedError(f"{type(self).__name__} must define backward(dpred), passing "
                                   "each layer the forward used the gradient of its output")
+
+    def penalty(self):
+        """Σ λ·ΣW² over the regularised tables, whole tables (Keras's ``l2``)."""
+        return sum(reg.penalty(self.params[name]) for name, reg in self.regularisers.items())
 
     def batch_loss(self, users, movies, y, training=True):
         """One step's maths on checked arrays: cleared gradients, the objective's loss through
@@ -162,27 +156,18 @@ class Model:
 
     def fit(self, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True, verbose=1,
             lr_schedule=None, nb_epoch=None):
-        """Train; returns a ``History`` (``.history["loss"/"val_loss"/"lr"]``). ``x`` is
-        ``[users, movies]`` (indices: arrays, lists or pandas columns); ``validation_data`` is
-        ``([users, movies], y)``. ``nb_epoch`` is Keras 1's name for ``epochs``, so the
-        notebook's own ``model.fit(..., nb_epoch=1, ...)`` runs as written."""
-        if nb_epoch is not None:
-            if epochs not in (1, nb_epoch):
-                raise ValueError(f"epochs={epochs} and nb_epoch={nb_epoch}: give one of them")
-            epochs = nb_epoch
-        return fit(self, x, y, batch_size, epochs, validation_data, shuffle, verbose, lr_schedule)
+        """Train on ``x = [users, movies]`` and ratings ``y`` (``loop.fit``); returns a ``History``."""
+        return fit(self, x, y, batch_size, epochs, validation_data, shuffle, verbose, lr_schedule,
+                   nb_epoch)
 
     def fit_one_cycle(self, x, y, epochs, lr_max, batch_size=64, validation_data=None, verbose=1,
                       **one_cycle):
-        """``fit`` with the one-cycle schedule (``optim.one_cycle_lr``); ``lr`` is restored after."""
-        lr_max = inputs.finite_positive("lr_max", lr_max)
-        one_cycle_lr(0, 1, lr_max, **one_cycle)  # refuse bad settings now, not at batch 1
-        return self.fit(x, y, batch_size, epochs, validation_data, verbose=verbose,
-                        lr_schedule=lambda step, n: one_cycle_lr(step, n, lr_max, **one_cycle))
+        """``fit`` with the one-cycle schedule (``loop.fit_one_cycle``)."""
+        return fit_one_cycle(self, x, y, epochs, lr_max, batch_size, validation_data, verbose,
+                             **one_cycle)
 
     def lr_find(self, x, y, **options):
-        """The LR range test (``lr_find.py``): an ``LRFinder`` with ``.suggestion`` and ``.plot()``;
-        the model is left as it was."""
+        """The LR range test (``lr_find.py``); the model is left as it was."""
         return lr_find(self, x, y, **options)
 
     def predict(self, x, batch_size=65536):
@@ -219,20 +204,8 @@ class Model:
         return total
 
     def config(self):
-        """The constructor arguments that rebuild this model (stored with saved weights): each
-        argument of ``__init__`` but dtype, seed and backend, read from the attribute of the
-        same name. A model that keeps an argument under another name overrides this."""
-        record = {"class": type(self).__name__}
-        for arg in list(inspect.signature(type(self).__init__).parameters)[1:]:
-            if arg in ("dtype", "seed", "backend", "args", "kwargs", *self.not_in_config):
-                continue
-            if not hasattr(self, arg):
-                raise AttributeError(f"{type(self).__name__}.config() cannot find self.{arg}: keep "
-                                     f"each constructor argument as an attribute of the same name, "
-                                     "or override config()")
-            value = getattr(self, arg)
-            record[arg] = list(value) if isinstance(value, tuple) else value
-        return record
+        """The constructor arguments that rebuild this model (``weights.model_config``)."""
+        return model_config(self)
 
     def save_weights(self, path, data=None, seed=None, train_fraction=0.8):  # see weights.py
         return save_weights(self, path, data, seed, train_fraction)
@@ -240,39 +213,21 @@ class Model:
     def load_weights(self, path):
         return load_weights(self, path)
 
-    def remap(self, what, order):
-        """Follow a new order of the data's ids (``weights.align``): ``order[k]`` is the old row
-        of new row k, for the ``what`` input ("user" or "movie"). Tables looked up by that input
-        move their rows; a bag layer renumbers its bags or moves its rows."""
-        for name, reads in self.lookups.items():
-            if reads == what:
-                p = self.params[name]
-                p[...] = p[self.xp.asarray(order)]
-        for layer in self.layers.values():
-            if getattr(layer, "bag_owner", None) == what:
-                layer.reorder(owners=order)
-            if getattr(layer, "row_kind", None) == what:
-                layer.reorder(rows=order)
+    def use_backend(self, backend):
+        """Work on ``backend`` with its array operations (on numba, the compiled twins, which
+        register themselves in ``nn.ops.TWINS`` when imported)."""
+        self.backend = resolve_backend(backend)
+        if self.backend == "numba":
+            from ..fast import numba_ops  # noqa: F401
+        self.xp, self.ops = array_module(self.backend), ops_for(self.backend)
 
     def to(self, device):
         """Move weights and optimiser state to ``"cpu"`` (Numba, else NumPy), ``"gpu"`` (CuPy)
         or a backend; returns the model."""
-        backend = {"cpu": "numba" if numba_available() else "numpy", "gpu": "cupy"}.get(device, device)
-        self.backend = resolve_backend(backend)
-        self.xp, self.ops = array_module(self.backend), ops_on(self.backend)
+        self.use_backend({"cpu": "numba" if numba_available() else "numpy", "gpu": "cupy"}.get(device, device))
         for layer in self.layers.values():
-            layer.params, layer.grads = {k: to_xp(p, self.xp) for k, p in layer.params.items()}, {}
+            layer.move(self.xp)
             layer.ops = self.ops
-            if hasattr(layer, "move"):
-                layer.move(self.xp)
         for slots in (self.optimizer.state.values() if self.optimizer else ()):
             slots.update({key: to_xp(a, self.xp) for key, a in slots.items()})
         return self
-
-
-def ops_on(backend):
-    """The array operations for a model on ``backend``; on numba, importing the compiled twins
-    registers them with ``nn/ops.py`` first."""
-    if backend == "numba":
-        from ..fast import numba_ops  # noqa: F401  (registers itself in nn.ops.TWINS)
-    return ops_for(backend)

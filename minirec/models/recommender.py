@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import inputs
 from ..nn.activations import Dropout, ReLU, SigmoidRange
-from ..nn.layers import Concat, Dense, Dot
+from ..nn.layers import Concat, Dense, Dot, ModelError
 from .model import Model
 from .registry import register
 from ..train.runners import fused_kernel
@@ -47,21 +47,49 @@ class Recommender(Model):
         z = biases(z, users, movies)   z + b_i + b_j, or z as it is
         r̂ = output(z)                  lo + span·σ(z) under a ``y_range``, else z
 
-    ``forward`` runs them in order and keeps their backwards; ``backward`` runs those in reverse.
+    ``forward`` runs them in order and keeps their backwards; ``backward`` runs those in reverse,
+    each handing the next the gradient of its input: a step whose backward returns None, or a
+    gradient of another shape than its input's, is a ``ModelError`` naming the step.
     """
     squash = None  # a SigmoidRange, where the model has a y_range
+    steps = ("score", "biases", "output")
 
     def forward(self, users, movies, training=True):
         z, back_score = self.score(users, movies, training)
-        z, back_biases = self.biases(z, users, movies)
-        pred, back_output = self.output(z)
-        self.backward_steps = (back_output, back_biases, back_score)
+        z2, back_biases = self.biases(z, users, movies)
+        pred, back_output = self.output(z2)
+        # each step's backward, with the shape of the input whose gradient it returns
+        self.backward_steps = (("output", back_output, z2.shape), ("biases", back_biases, z.shape),
+                               ("score", back_score, None))
         return pred
 
     def backward(self, dpred):
         d = dpred
-        for step in self.backward_steps:
-            d = step(d)
+        for k, (step, backward, shape) in enumerate(self.backward_steps):
+            d = backward(d)
+            if shape is not None and tuple(getattr(d, "shape", ())) != tuple(shape):
+                raise ModelError(self.wrong_gradient(step, self.backward_steps[k + 1][0], d, shape))
+
+    def wrong_gradient(self, step, needs_it, d, shape):
+        got = ("None (does the closure end without `return dz`?)" if d is None else
+               f"a gradient of shape {tuple(d.shape)}" if hasattr(d, "shape") else
+               f"a {type(d).__name__}, not an array")
+        return (f"the backward made by {getattr(type(self), step).__qualname__} returned {got}, "
+                f"but {needs_it} needs the gradient of {step}'s input z, shape {tuple(shape)}")
+
+    def step_names(self):
+        """The steps in the order forward runs them, each with the class that defines it."""
+        return [f"{step} ({getattr(type(self), step).__qualname__})" for step in self.steps]
+
+    def flat_step(self, users, movies):
+        """Where the gradient dies: the first step, going backward from a gradient of ones at
+        r̂, that hands back nothing but zeros (None if every step passes some of it on)."""
+        d = self.xp.ones_like(self.forward(users, movies, training=False))
+        for step, backward, shape in self.backward_steps[:-1]:
+            d = backward(d)
+            if d is None or not bool((d != 0).any()):
+                return step
+        return None
 
     def score(self, users, movies, training=True):
         raise NotImplementedError(f"{type(self).__name__} must define score(users, movies, training)")

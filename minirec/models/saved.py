@@ -1,8 +1,7 @@
 """A saved model back: ``model_from_weights(path, ds)`` builds the class a weights file names
 (through the registry of kinds, ``registry.py``), loads its weights (``io/weights.py``) and
 its objective, and — given a data set — lines its rows up with the data's ids: the same ids in
-another order are remapped (``Model.remap``); ids that differ are refused, naming the
-difference.
+another order are remapped (``remap``); ids that differ are refused, naming the difference.
 """
 import warnings
 
@@ -30,7 +29,8 @@ def model_from_weights(path, ds=None, backend=None):
     if cls is None:
         raise WeightsError(f"{path} describes a model class {record['class']!r} that is not "
                            f"registered (minirec knows {', '.join(c.__name__ for c in registry.KINDS.values())});"
-                           " import the module that defines it, decorated with @minirec.register")
+                           " import the module that defines it, decorated with @minirec.register"
+                           " (on the command line: --import path/to/file.py)")
     biggest = largest_dimension(arrays, buffers)
     for key, value in record.items():  # no constructor may allocate more than the file holds
         if isinstance(value, int) and not isinstance(value, bool) and value > max(biggest, 1024):
@@ -78,7 +78,25 @@ def align(model, path, ds, ids, fmt=FORMAT):
             raise WeightsError(f"{path} was trained on {len(stored):,} {what}s and {ds.name} has "
                                f"{len(current):,}: " + "; ".join(differences))
         order = pd.Index(stored).get_indexer(current)  # row of the weights for each ds index
-        model.remap(what, order)
+        remap(model, what, order)
+
+
+def remap(model, what, order):
+    """Make ``model`` follow a new order of the data's ids: ``order[k]`` is the old row of new
+    row k, for the ``what`` input ("user" or "movie"). Tables looked up by that input
+    (``model.lookups``) move their rows; a bag layer renumbers its bags or moves its rows. A
+    model whose rows are not tables of that kind (EASE's S) defines its own ``remap``."""
+    if hasattr(model, "remap"):
+        return model.remap(what, order)
+    for name, reads in model.lookups.items():
+        if reads == what:
+            p = model.params[name]
+            p[...] = p[model.xp.asarray(order)]
+    for layer in model.layers.values():
+        if getattr(layer, "bag_owner", None) == what:
+            layer.reorder(owners=order)
+        if getattr(layer, "row_kind", None) == what:
+            layer.reorder(rows=order)
 
 
 def example(ids):

@@ -5,7 +5,7 @@
 import numpy as np
 
 from ..backend import compiled, get_array_module
-from .layers import Layer
+from .layers import Layer, expect_gradient
 
 
 class ReLU(Layer):
@@ -16,6 +16,7 @@ class ReLU(Layer):
         return x * self.positive
 
     def backward(self, dout):
+        expect_gradient(self, dout, self.positive.shape)
         return dout * self.positive
 
 
@@ -53,6 +54,7 @@ class Dropout(Layer):
         return keep.astype(dtype) / np.dtype(dtype).type(1.0 - self.p)
 
     def forward(self, x, training=True):
+        self.shape = x.shape
         if not training or self.p == 0.0:
             self.mask = None
             return x
@@ -60,6 +62,7 @@ class Dropout(Layer):
         return x * self.mask
 
     def backward(self, dout):
+        expect_gradient(self, dout, self.shape)
         return dout if self.mask is None else dout * self.mask
 
 
@@ -97,6 +100,7 @@ class SigmoidRange(Layer):
         return pred
 
     def backward(self, dout):
+        expect_gradient(self, dout, self.s.shape)
         return dout * sigmoid_range_grad(self.s, self.span)
 
 
@@ -119,4 +123,5 @@ class Clip(Layer):
         return get_array_module(z).clip(z, self.lo, self.hi)
 
     def backward(self, dout):
+        expect_gradient(self, dout, self.inside.shape)
         return dout * self.inside

@@ -4,7 +4,9 @@ Conventions (as in cs231n's ``layers.py``):
 
 * ``forward(x)`` returns the output and keeps in ``self`` whatever ``backward`` needs.
 * ``backward(dout)`` returns the gradient with respect to the layer's input and fills
-  ``self.grads``, whose keys match ``self.params``. ``dout`` is never modified in place.
+  ``self.grads``, whose keys match ``self.params``. ``dout`` is never modified in place, and
+  must have the shape of forward's output (``expect_gradient`` refuses any other, naming the
+  layer, on every backend).
 * Shapes use fixed letters: N batch, F factors, H hidden units, D input width.
 
 This module holds the layers with tables and weights (Embedding, EmbeddingBag, Offset, Dense)
@@ -22,16 +24,23 @@ from ..backend import get_array_module, to_numpy, to_xp
 from .ops import REFERENCE
 
 
+class ModelError(RuntimeError):
+    """A model that would train wrong: the message names the layer or parameter (raised by the
+    layers' own checks here and by the guard rails, ``train/guards.py``)."""
+
+
 class Layer:
     """Base class: a layer with no parameters.
 
     ``ops``: the operations ``ops.py`` lists — the NumPy/CuPy reference, unless a model on the
     numba backend gave the layer their compiled twins when it registered it.
+    ``name``: what the model registered it as (``"user_embedding"``), for error messages.
     ``trainable = False`` keeps a layer's parameters as they are: the optimiser skips them and
     its backward need not fill their gradients.
     """
     ops = REFERENCE
     trainable = True
+    name = None
 
     def __init__(self):
         self.params = {}
@@ -40,12 +49,36 @@ class Layer:
     def n_params(self):
         return sum(int(p.size) for p in self.params.values())
 
+    def move(self, xp):
+        """Put the parameters on the array module ``xp`` (a model's ``to``); gradients are dropped."""
+        self.params, self.grads = {k: to_xp(p, xp) for k, p in self.params.items()}, {}
+
+
+def expect_gradient(layer, dout, shape):
+    """Refuse a ``dout`` that is not the gradient of the layer's last output, whose ``shape``
+    it must have — before any loop reads it (a compiled scatter-add handed (N,) where (N, F)
+    is due would read past the end of each row)."""
+    got = getattr(dout, "shape", None)
+    if got is not None and tuple(got) == tuple(shape):
+        return
+    who = f"layer {layer.name!r} ({type(layer).__name__})" if layer.name else type(layer).__name__
+    handed = ("None (did a backward step forget to `return` its gradient?)" if dout is None
+              else f"a gradient of shape {tuple(got)}" if got is not None
+              else f"a {type(dout).__name__}, not an array")
+    raise ModelError(f"{who}: backward was handed {handed}, but the output of its forward has "
+                     f"shape {tuple(shape)}; backward takes the gradient of that output, of the "
+                     "same shape")
+
 
 class Table(Layer):
-    """A layer whose parameter ``W`` (rows, F) is read row by row: the gradient of a batch
-    touches few rows, so it is kept in one buffer, all zero but for the rows the last backward
-    wrote, which the next backward clears first. (Zeroing a whole table at every batch cost
-    more than the rest of a lazy training step.)"""
+    """A layer whose parameter ``W`` (n, F) is read row by row: the gradient of a batch is
+    zero but for the rows it looked up.
+
+    ``zeroed_gradient(rows)`` hands a backward the zero (n, F) array to scatter-add into.
+    It is one array, kept from batch to batch: only the rows the previous backward wrote are
+    set back to zero (zeroing a whole 9,066 x 50 table at every batch would cost more than the
+    rest of a lazy training step). The gradient it holds is overwritten by the next backward.
+    """
 
     def __init__(self, n, n_factors, rng, dtype, xp, scale):
         super().__init__()
@@ -53,24 +86,28 @@ class Table(Layer):
         self.params["W"] = xp.asarray(rng.uniform(-scale, scale, size=(n, n_factors)).astype(dtype))
         self.dW, self.written = None, None
 
-    def gradient_table(self):
-        """The zero (rows, F) array a backward scatter-adds into."""
+    def zeroed_gradient(self, rows):
+        """A zero array of W's shape, for this backward to write ``rows`` of."""
         W, dW = self.params["W"], self.dW
         if dW is None or dW.shape != W.shape or dW.dtype != W.dtype or type(dW) is not type(W):
             self.dW = dW = get_array_module(W).zeros_like(W)
         elif self.written is not None:
-            self.ops.zero_rows(dW, self.written)
-        self.written = None
+            self.ops.zero_rows(dW, self.written)  # dW[written] = 0: the previous batch's rows
+        self.written = rows
         return dW
+
+    def move(self, xp):
+        super().move(xp)
+        self.dW, self.written = None, None
 
 
 class Embedding(Table):
-    """A lookup table: row ``idx[i]`` of ``W`` is the vector of item ``idx[i]``.
+    """A lookup table: row ``idx[n]`` of ``W`` is the vector of item ``idx[n]``.
 
     ``W`` has shape (n, F), initialised uniform in [-0.05, 0.05] (Keras 1's default).
 
-    forward:  idx (N,) int  ->  out (N, F),  out[i] = W[idx[i]]
-    backward: dout (N, F)   ->  dW (n, F),   dW[k] = sum of dout[i] over all i with idx[i] == k
+    forward:  idx (N,) int  ->  out (N, F),  out[n] = W[idx[n]]
+    backward: dout (N, F)   ->  dW (n, F),   dW[k] = Σ_{n: idx[n] = k} dout[n]
 
     The backward pass is a *scatter-add*. Writing ``dW[idx] += dout`` would be wrong: with a
     repeated id in the batch, NumPy's fancy assignment keeps only one of the rows.
@@ -86,10 +123,11 @@ class Embedding(Table):
         return self.params["W"][idx]
 
     def backward(self, dout):
-        self.grads["W"] = dW = self.gradient_table()
-        self.ops.scatter_add(dW, self.idx, dout)
-        self.written = self.idx
-        self.dout = dout  # each example's gradient for its row (what models/bpmf.py samples from)
+        """dW[k] = Σ_{n: idx[n] = k} dout[n]: each example adds its gradient to its own row."""
+        expect_gradient(self, dout, (len(self.idx), self.params["W"].shape[1]))
+        dW = self.zeroed_gradient(rows=self.idx)  # zeros (n, F)
+        self.ops.scatter_add(dW, self.idx, dout)  # dW[idx[n]] += dout[n] for every n
+        self.grads["W"] = dW
         return None  # integer ids have no gradient
 
     def rows(self):
@@ -153,6 +191,7 @@ class EmbeddingBag(Table):
         self.set_bags((offsets, ids))
 
     def move(self, xp):
+        super().move(xp)
         self.bags = tuple(to_xp(a, xp) for a in self.bags)
         self.scale = to_xp(self.scale, xp)
 
@@ -161,10 +200,12 @@ class EmbeddingBag(Table):
         return self.ops.bag_sum(self.params["W"], self.bags, rows, self.scale)
 
     def backward(self, dout):
-        self.grads["W"] = dW = self.gradient_table()
+        """dW[k] = Σ_n s_r · dout[n] · (how often k is in bag r),  r = rows[n]."""
+        expect_gradient(self, dout, (len(self.rows_in), self.params["W"].shape[1]))
+        dW = self.zeroed_gradient(rows=self.rows())  # zeros (n, F)
         self.ops.bag_scatter(dW, self.bags, self.rows_in, self.scale, dout)
-        self.written = self.rows()
-        return None
+        self.grads["W"] = dW
+        return None  # integer rows have no gradient
 
     def rows(self):
         """The distinct rows in the last batch's bags (in no particular order)."""
@@ -192,7 +233,7 @@ class Offset(Layer):
 
     b (1,) starts at ``value``.
     forward:  z (N,)     ->  out (N,)
-    backward: dout (N,)  ->  dz = dout,  db = Σ dout
+    backward: dout (N,)  ->  dz = dout,  db = Σ_n dout[n]
     """
 
     def __init__(self, value=0.0, dtype=np.float32, xp=np):
@@ -200,19 +241,20 @@ class Offset(Layer):
         self.params["b"] = xp.full(1, value, dtype=dtype)
 
     def forward(self, z):
+        self.shape = z.shape
         return z + self.params["b"]
 
     def backward(self, dout):
+        expect_gradient(self, dout, self.shape)
         self.grads["b"] = dout.sum(keepdims=True)
-        self.dout = dout  # each example's gradient for b (what models/bpmf.py samples from)
         return dout
 
 
 class Dot(Layer):
     """Row-wise dot product of two inputs.
 
-    forward:  a (N, F), b (N, F)  ->  out (N,),  out[i] = sum_f a[i, f] * b[i, f]
-    backward: dout (N,)           ->  da = dout[:, None] * b,  db = dout[:, None] * a
+    forward:  a (N, F), b (N, F)  ->  out (N,),  out[n] = Σ_f a[n, f] · b[n, f]
+    backward: dout (N,)           ->  da = dout[:, None] · b,  db = dout[:, None] · a
     """
 
     def forward(self, a, b):
@@ -220,6 +262,7 @@ class Dot(Layer):
         return (a * b).sum(axis=1)
 
     def backward(self, dout):
+        expect_gradient(self, dout, (len(self.a),))
         d = dout[:, None]
         return d * self.b, d * self.a
 
@@ -232,10 +275,11 @@ class Concat(Layer):
     """
 
     def forward(self, a, b):
-        self.split = a.shape[1]
+        self.split, self.shape = a.shape[1], (len(a), a.shape[1] + b.shape[1])
         return get_array_module(a).concatenate([a, b], axis=1)
 
     def backward(self, dout):
+        expect_gradient(self, dout, self.shape)
         return dout[:, :self.split], dout[:, self.split:]
 
 
@@ -260,6 +304,7 @@ class Dense(Layer):
         return x @ self.params["W"] + self.params["b"]
 
     def backward(self, dout):
+        expect_gradient(self, dout, (len(self.x), self.params["W"].shape[1]))
         self.grads["W"] = self.x.T @ dout
         self.grads["b"] = dout.sum(axis=0)
         return dout @ self.params["W"].T

@@ -13,7 +13,9 @@ bag_rows(bags, rows, n)            the distinct ids in the bags of ``rows`` (ids
 =================================  ==========================================================
 
 A *bag* is a ragged list of ids per row, stored as CSR: ``bags = (offsets, ids)``, bag r holds
-``ids[offsets[r]:offsets[r + 1]]`` (an empty bag sums to zero).
+``ids[offsets[r]:offsets[r + 1]]`` (an empty bag sums to zero). The scatters take one row of
+values per id (per row of the batch for ``bag_scatter``) and refuse any other shape, on every
+backend (``one_row_per_id``).
 
 A layer calls these through ``self.ops``: ``REFERENCE`` (this module) unless a model on the
 numba backend gave it the compiled set. Nothing here imports Numba: the compiled set registers
@@ -25,6 +27,16 @@ import types
 from ..backend import get_array_module
 
 
+def one_row_per_id(target, idx, values, what="scatter_add"):
+    """Refuse ``values`` that are not one row of ``target`` per id, shape (N,) + target's row
+    shape — on every backend alike (NumPy would broadcast some shapes; a compiled loop would
+    read past the end of a row)."""
+    need = (len(idx),) + tuple(target.shape[1:])
+    if tuple(values.shape) != need:
+        raise ValueError(f"{what}: {len(idx)} ids into a table of shape {tuple(target.shape)} "
+                         f"need values of shape {need}, got {tuple(values.shape)}")
+
+
 def scatter_add(target, idx, values):
     """``target[idx[n]] += values[n]`` for every n, repeated ids included (in place).
 
@@ -32,6 +44,7 @@ def scatter_add(target, idx, values):
     ``cupyx.scatter_add`` on CuPy versions older than 13. (``target[idx] += values`` would be
     wrong: with a repeated id, fancy assignment keeps only one of the rows.)
     """
+    one_row_per_id(target, idx, values)
     xp = get_array_module(target)
     if hasattr(xp.add, "at"):
         xp.add.at(target, idx, values)
@@ -68,6 +81,7 @@ def bag_sum(W, bags, rows, scale):
 
 
 def bag_scatter(dW, bags, rows, scale, dout):
+    one_row_per_id(dW, rows, dout, "bag_scatter")
     owner, looked_up = _members(bags, rows)
     scatter_add(dW, looked_up, (dout * scale[rows][:, None])[owner])
 

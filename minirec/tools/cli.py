@@ -13,8 +13,12 @@
     minirec recommend --weights w.npz --data ml-latest-small --user 15 [-k 10]
     minirec similar --weights w.npz --data ml-latest-small --movie "Toy Story (1995)"
     minirec gradcheck
+    minirec train --model path/to/mine.py:MyModel ...            # your own registered class
 
 Training commands take --threads N (the Numba kernels' CPU threads; the numbers do not change).
+Your own model: ``--model path/to/mine.py:MyModel`` runs the file and trains the class it
+registers (``@minirec.register("mine")``); ``--import path/to/mine.py`` lets the other commands
+load its saved weights (``cli_options.py`` says more).
 
 Every user error ends with one line ``minirec: error: ...`` and exit status 2, before anything
 is written; output paths are checked before training starts; Ctrl-C stops with one line and
@@ -35,7 +39,7 @@ import zipfile
 from ..models import bpmf, ease, hybrid, recommender, svdpp, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
-from .cli_options import build_parser
+from .cli_options import build_parser, import_source, model_kind
 
 USER_ERRORS = (OSError, ValueError, KeyError, RuntimeError, FloatingPointError, EOFError,
                zipfile.BadZipFile)
@@ -53,6 +57,10 @@ def main(argv=None):
         try:
             with threads_setting(getattr(args, "threads", None)):
                 default_threads()  # a bad MINIREC_THREADS is named now, not blamed on a file later
+                for source in getattr(args, "imports", ()):
+                    import_source(source)
+                if hasattr(args, "model"):
+                    args.model = model_kind(args.model)
                 return globals()["cmd_" + args.command.replace("-", "_")](args) or 0
         except USER_ERRORS as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -1,9 +1,27 @@
 """The options of each ``minirec`` command (``cli.py`` runs them): one argparse sub-parser per
 command, with types that refuse a bad value in one line before anything runs.
+
+Your own model on the command line: register its class in a file of yours
+(``@minirec.register("mine")`` on a ``minirec.Model`` subclass), then name the file and the class:
+
+    minirec train --model path/to/mine.py:MyModel --data ml-latest-small --save mine.npz
+    minirec evaluate --import path/to/mine.py --weights mine.npz --data ml-latest-small
+
+``--model FILE.py`` alone takes the one kind the file registers; ``--model package.module:Class``
+imports an installed module instead. ``--import FILE.py`` (or a module, repeatable) runs the file
+first, so its kinds are known: ``--model mine`` then works too, and saved weights of its classes
+load (``evaluate``, ``pca``, ``recommend``, ``similar``). The class is built as the built-in kinds
+are: ``cls.for_data(ds, train, seed=..., backend=...)``, plus ``n_factors=50`` and
+``l2=1e-4`` where its constructor takes them.
 """
 import argparse
+import importlib
+import importlib.util
+import inspect
+import os
 import sys
 
+from ..models import registry
 from ..models.registry import KINDS
 
 
@@ -39,6 +57,64 @@ def rate(text):
     return value
 
 
+def import_source(source):
+    """Run a learner's file (``path/to/mine.py``) or import a module (``package.module``), so
+    the model kinds it registers are known; returns the module."""
+    if source.endswith(".py") or os.sep in source or "/" in source:
+        path = os.path.abspath(source)
+        if not os.path.isfile(path):
+            raise ValueError(f"--model/--import {source}: no such file")
+        name = os.path.splitext(os.path.basename(path))[0]
+        known = sys.modules.get(name)
+        if known is not None and os.path.abspath(getattr(known, "__file__", "") or "") == path:
+            return known
+        if known is not None or not name.isidentifier():
+            name = "minirec_learner_" + "".join(c if c.isalnum() else "_" for c in name)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        sys.path.insert(0, os.path.dirname(path))  # its own imports find their neighbours, as
+        spec.loader.exec_module(module)            # under `python mine.py`
+        return module
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as e:
+        if e.name and source.startswith(e.name):
+            raise ValueError(f"--model/--import {source}: no module named {e.name!r} (a file "
+                             "of yours is named by its path: path/to/mine.py)") from None
+        raise
+
+
+def model_kind(text):
+    """The registered kind ``--model`` names: a kind (bias, nn, ...), ``FILE.py:Class`` or
+    ``module:Class`` (imported first; the class must be registered), or ``FILE.py`` alone (the
+    one kind it registers)."""
+    if text in KINDS:
+        return text
+    source, _, class_name = text.rpartition(":") if ":" in text else (text, "", "")
+    if not (source.endswith(".py") or class_name):
+        raise ValueError(f"--model {text}: not a model kind ({', '.join(KINDS)}); a class of "
+                         "your own is --model path/to/file.py:ClassName")
+    module = import_source(source)
+    if not class_name:
+        new = [kind for kind, cls in KINDS.items() if cls.__module__ == module.__name__]
+        if len(new) != 1:
+            raise ValueError(f"--model {text}: the file registers {len(new)} model kinds "
+                             f"({', '.join(new) or 'none'}); name the class: {text}:ClassName")
+        return new[0]
+    cls = getattr(module, class_name, None)
+    if not inspect.isclass(cls):
+        classes = [n for n, c in vars(module).items() if inspect.isclass(c) and c.__module__ == module.__name__]
+        raise ValueError(f"--model {text}: {source} defines no class {class_name} (its classes: "
+                         f"{', '.join(classes) or 'none'})")
+    kind = registry.kind_of(cls)
+    if kind is None:
+        raise ValueError(f"--model {text}: {class_name} is not registered; decorate it with "
+                         f"@minirec.register(\"{class_name.lower()}\") so that the CLI, and the "
+                         "weights it saves, know it by name")
+    return kind
+
+
 def build_parser():
     from ..backend import BACKENDS
     parser = Parser(prog="minirec", description=__doc__.split("\n")[0],
@@ -66,6 +142,15 @@ def build_parser():
         p.add_argument("--threads", type=count(1), default=None,
                        help="CPU threads for the Numba kernels (default: $MINIREC_THREADS or 1); "
                             "the numbers do not depend on it")
+        p.add_argument("--import", dest="imports", action="append", default=[],
+                       metavar="FILE.py|MODULE",
+                       help="run a file of yours (or import a module) first, so the model kinds "
+                            "it registers are known (repeatable)")
+
+    def model_option(p):
+        p.add_argument("--model", default="bias", metavar="KIND",
+                       help=f"a model kind ({', '.join(KINDS)}), or your own registered class: "
+                            "path/to/file.py:ClassName (default: bias)")
 
     p = command("lesson4", "reproduce the Lesson 4 notebook (three models, final table)")
     data_options(p)
@@ -87,7 +172,7 @@ def build_parser():
 
     p = command("train", "train one model and report its validation MSE")
     data_options(p)
-    p.add_argument("--model", choices=list(KINDS), default="bias")
+    model_option(p)
     p.add_argument("--epochs", type=count(0), default=None,
                    help="epochs to train (default 5, or the recipe's with --improved)")
     p.add_argument("--lr", type=rate, default=None,
@@ -107,7 +192,7 @@ def build_parser():
 
     p = command("lr-find", "the learning-rate finder (LR range test) for a model")
     data_options(p)
-    p.add_argument("--model", choices=list(KINDS), default="bias")
+    model_option(p)
     p.add_argument("--improved", action="store_true", help="the improved recipe's model (bias, nn)")
     p.add_argument("--batch-size", type=count(1), default=64)
     p.add_argument("--num-it", type=count(2), default=None,

@@ -6,17 +6,16 @@
   own shape and dtype; a missing one names the layer its backward skipped.
 * ``unregistered_layers``: a layer with parameters that the model holds (in an attribute, a
   list, a dict) but has not registered would never train; ``compile`` and ``fit`` refuse it.
+* ``some_gradient`` / ``no_gradient``: an epoch in which every gradient of every batch was
+  exactly 0 (a step flat where the model stands: a ``Clip`` whose inputs all lie below its
+  floor) trains nothing; ``fit`` warns, naming the model's steps.
 * ``check_lookups``: lazy Adam balances each table's L2 by how often its rows are looked up,
   so every regularised table it updates row by row must say which input it reads.
 
 micrograd gets the first two for free (backward is a closure made beside forward); minirec's
 layers are objects, so it checks.
 """
-from ..nn.layers import Layer
-
-
-class ModelError(RuntimeError):
-    """A model that would train wrong: the message names the layer or parameter."""
+from ..nn.layers import Layer, ModelError  # noqa: F401  (ModelError: the layers raise it too)
 
 
 def clear_gradients(model):
@@ -92,3 +91,37 @@ def check_lookups(model, optimizer):
                 f"{type(model).__name__}.__init__: self.lookups[{name!r}] = 'user' (or "
                 "'movie'), or build the table with self.embedding(...) / self.bag(...), which "
                 "declare it; or use Adam(lazy=True, lazy_l2='seen').")
+
+
+def some_gradient(model):
+    """True when the last backward left a gradient that is not exactly 0 somewhere (in a table,
+    only the rows the batch looked up can be), or when nothing is trainable."""
+    trainable = False
+    for layer in model.layers.values():
+        for g in (layer.grads.values() if layer.trainable else ()):
+            trainable = True
+            if bool((g[layer.rows()] if hasattr(layer, "rows") else g).any()):
+                return True
+    return not trainable
+
+
+def no_gradient(model, epoch, users, movies):
+    """The warning for an epoch in which every gradient of every batch was exactly 0, naming
+    the model's steps (and the first one, going backward, that passes back only zeros, found
+    on the training rows ``users``, ``movies``)."""
+    name = type(model).__name__
+    if hasattr(model, "step_names"):  # a Recommender: score, biases, output
+        steps = f"its steps {', '.join(model.step_names())}"
+        flat = model.flat_step(users, movies)
+        clear_gradients(model)
+        if flat is not None:
+            steps += (f"; going backward, {getattr(type(model), flat).__qualname__} already "
+                      "hands back nothing but zeros")
+    else:
+        steps = f"{name}.backward, through its layers {', '.join(model.layers)}"
+    return (f"epoch {epoch}: every gradient of every batch was exactly 0, so {name} learned "
+            f"nothing from the ratings (only a penalty or weight decay moved its weights). The "
+            f"gradient dies on its way back through {steps}. A step that is flat where the "
+            "model stands passes back zeros: a Clip(lo, hi) whose inputs all lie outside "
+            "(lo, hi), a ReLU that is never on. Start the model where that step has a slope, "
+            "or use a smooth one (SigmoidRange).")

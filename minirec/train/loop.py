@@ -15,14 +15,17 @@ Reported numbers (per epoch, Keras style):
 """
 import math
 import time
+import warnings
 
 import numpy as np
 
 from .. import inputs
+from ..nn.optim import one_cycle_lr
 from .metrics import ranking_metrics
 from ..data.movielens import Ratings
 from .curves import plot_history
-from .runners import Batches, runner_for
+from . import guards
+from .runners import Batches, LayerRunner, runner_for
 
 
 class TrainingDiverged(FloatingPointError):
@@ -103,9 +106,12 @@ class Checkpoint:
 
 
 def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True, verbose=1,
-        lr_schedule=None):
-    """Train ``model`` in place; see ``Model.fit`` for the arguments.
+        lr_schedule=None, nb_epoch=None):
+    """Train ``model`` in place; returns a ``History`` (``.history["loss"/"val_loss"/"lr"]``).
 
+    ``x`` is ``[users, movies]`` (indices: arrays, lists or pandas columns); ``validation_data``
+    is ``([users, movies], y)``. ``nb_epoch`` is Keras 1's name for ``epochs``, so the
+    notebook's own ``model.fit(..., nb_epoch=1, ...)`` runs as written.
     ``lr_schedule(step, n_steps)``, when given, sets the learning rate of every batch (a
     one-cycle schedule, say); ``step`` counts batches from 0 over the whole call.
 
@@ -115,6 +121,10 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     The model then goes back to the weights (and optimiser state) it had at the start of that
     epoch, and ``TrainingDiverged`` says where it happened and which weights were kept.
     """
+    if nb_epoch is not None:
+        if epochs not in (1, nb_epoch):
+            raise ValueError(f"epochs={epochs} and nb_epoch={nb_epoch}: give one of them")
+        epochs = nb_epoch
     if model.optimizer is None:
         raise RuntimeError("call model.compile(optimizer) before fit")
     users, movies = inputs.pairs(x, model.n_users, model.n_movies, model.xp)
@@ -133,7 +143,7 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     n = len(y)
     n_batches = math.ceil(n / batch_size)
     runner = runner_for(model, users, movies, batch_size)
-    history, base_lr, val_loss = History(), model.optimizer.lr, None
+    history, base_lr, val_loss, dead_since = History(), model.optimizer.lr, None, None
     limit = model.objective.explosion(y)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
@@ -168,10 +178,28 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
             if val_loss is not None:
                 line += f" - {val_key}: {val_loss:.4f}"
             print(line, flush=True)
+        if isinstance(runner, LayerRunner):  # (a fused kernel trains one exact, checked class)
+            if not runner.gradient_seen and dead_since is None:
+                dead_since, first = epoch, batches.order[:batch_size]
+                warnings.warn(guards.no_gradient(model, epoch, users[first], movies[first]),
+                              RuntimeWarning, stacklevel=3)
+            elif not runner.gradient_seen:
+                warnings.warn(f"epoch {epoch}: again every gradient was exactly 0 (as since "
+                              f"epoch {dead_since})", RuntimeWarning, stacklevel=3)
+            runner.gradient_seen = False
     if lr_schedule is not None:
         model.optimizer.lr = base_lr
     history.stage_ends.append(len(history.epoch))
     return history
+
+
+def fit_one_cycle(model, x, y, epochs, lr_max, batch_size=64, validation_data=None, verbose=1,
+                  **one_cycle):
+    """``fit`` with the one-cycle schedule (``optim.one_cycle_lr``); ``lr`` is restored after."""
+    lr_max = inputs.finite_positive("lr_max", lr_max)
+    one_cycle_lr(0, 1, lr_max, **one_cycle)  # refuse bad settings now, not at batch 1
+    return fit(model, x, y, batch_size, epochs, validation_data, verbose=verbose,
+               lr_schedule=lambda step, n: one_cycle_lr(step, n, lr_max, **one_cycle))
 
 
 def validate(model, rated, validation_data, limit, n_batches):

@@ -77,6 +77,7 @@ class LayerRunner:
         self.model, self.regularisers = model, regularisers
         self.tables = [(f"{ln}.{pn}", layer, pn) for ln, layer in model.layers.items()
                        if layer.trainable for pn in layer.params]
+        self.gradient_seen = False  # a gradient not all 0 since fit last looked (guards.some_gradient)
         self.numba_adam = model.backend == "numba" and isinstance(model.optimizer, Adam)
         if self.numba_adam:
             from ..fast import numba_adam, use_threads
@@ -99,6 +100,7 @@ class LayerRunner:
             loss, _ = model.batch_loss(batches.users[rows], batches.movies[rows],
                                        batches.ratings[rows], training=True)
             losses.append(loss)
+            self.gradient_seen = self.gradient_seen or guards.some_gradient(model)
             if not np.isfinite(loss):
                 return np.array(losses), b
             opt.lr = float(lrs[b])
