@@ -154,16 +154,29 @@ def loss_apart(loss, pred_apart, n, dtype=np.float64):
     return 2 * np.sqrt(loss) * pred_apart + pred_apart ** 2 + rounding(n, dtype) * loss
 
 
-def prediction_slope(model, users, movies):
-    """The largest Σ_w |∂r̂/∂w| over the given ratings at the model's weights (dropout off): to
-    first order, a prediction moves by at most this times the largest change of any weight.
-    Computed from the model's own backward, one rating at a time."""
+def _rating_gradients(model, users, movies):
+    """∂r̂/∂w of each rating in turn, from the model's own backward (dropout off)."""
     from minirec.backend import to_numpy
     from minirec.train import guards
-    worst = 0.0
     for k in range(len(users)):
         guards.clear_gradients(model)
         model.forward(users[k:k + 1], movies[k:k + 1], training=False)
         model.backward(np.ones(1, model.dtype))
-        worst = max(worst, sum(float(np.abs(to_numpy(g)).sum()) for g in model.grads.values()))
-    return worst
+        yield {name: to_numpy(g) for name, g in model.grads.items()}
+
+
+def prediction_slope(model, users, movies):
+    """The largest Σ_w |∂r̂/∂w| over the given ratings at the model's weights: to first order,
+    a prediction moves by at most this times the largest change of any weight."""
+    return max(sum(float(np.abs(g).sum()) for g in grads.values())
+               for grads in _rating_gradients(model, users, movies))
+
+
+def prediction_size(model, users, movies):
+    """Σ_w |w·∂r̂/∂w| for each rating: for a model whose r̂ is a sum of products of weights (a
+    dot product, biases, SVD++'s bag), at least Σ|terms| of r̂, the magnitude ``rounding``
+    is relative to."""
+    from minirec.backend import to_numpy
+    params = {name: to_numpy(p) for name, p in model.params.items()}
+    return np.array([sum(float(np.abs(params[name] * g).sum()) for name, g in grads.items())
+                     for grads in _rating_gradients(model, users, movies)])
