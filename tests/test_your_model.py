@@ -343,8 +343,6 @@ def test_lazy_steps_balance_the_l2_for_the_batch_size_fit_uses():
         c = np.bincount(movies, minlength=6)
         q = (1 - c / len(movies)) ** batch
         expected = 2 * 0.1 / (1 - q)
-        # x^B carries x's rounding B times, and 1 - q loses q/(1-q) of its digits: each side
-        # within that of the exact factor, whichever way it is written
-        allowed = 2 * (tol.rounding(batch + 4) * q / (1 - q) + tol.rounding(4))
+        allowed = 2 * tol.one_minus_power(q, batch)  # each side within it of the exact factor
         got = reg.coefficients(model.params["movie_embedding.W"])
         assert np.all(np.abs(got - expected) <= allowed * expected), (got, expected)

@@ -146,6 +146,14 @@ def adam_near_zero(lrs, residue, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
     return total * (1 + adam_ratio(beta_1, beta_2)) * 2 * residue / epsilon
 
 
+def one_minus_power(q, power, dtype=np.float64):
+    """Relative error of 1 - x^B (and of its reciprocal) computed from a rounded x, q = x^B: x^B
+    carries x's rounding B times, and 1 - q keeps only 1 - q of q's digits, so each way of
+    writing it is within rounding(B + 4)·q/(1 - q) + rounding(4) of the exact value."""
+    q = np.asarray(q, np.float64)
+    return rounding(power + 4, dtype) * q / (1 - q) + rounding(4, dtype)
+
+
 def loss_apart(loss, pred_apart, n, dtype=np.float64):
     """How far apart two runs can log a mean-squared loss whose predictions differ by at most
     ``pred_apart``: (r̂+Δ-y)² - (r̂-y)² = 2Δ(r̂-y) + Δ², and mean|r̂-y| ≤ √loss, so
