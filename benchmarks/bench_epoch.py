@@ -22,7 +22,7 @@ from pathlib import Path
 
 import minirec
 from minirec.tools import lesson4
-from floor import floor_seconds, machine_peak
+from floor import floor_seconds, machine_peak, usable_threads
 from peers import SurpriseRun, TorchRun, surprise_defaults
 from results import machine_line, table, write_section
 
@@ -56,14 +56,14 @@ class MinirecRun:
         return self.model.evaluate(self.valid.x, self.valid.y)
 
 
-def epoch_table(ds, train, valid, rounds, runners, peers):
+def epoch_table(ds, train, valid, rounds, runners, peers, torch_threads=(1, 2)):
     rows = []
     for kind in KINDS:
         for lazy in (False, True):
             keys = runners if kind != "svdpp" else [k for k in runners if k == "layers"]
             runs = [MinirecRun(key, kind, lazy, ds, train, valid) for key in keys]
             if "torch" in peers and kind != "svdpp":
-                runs += [TorchRun(kind, lazy, ds, train, valid, threads) for threads in (1, 2)]
+                runs += [TorchRun(kind, lazy, ds, train, valid, threads) for threads in torch_threads]
             if "surprise" in peers and kind == "bias" and lazy:
                 runs.append(SurpriseRun(train, valid))
             for run in runs:  # warm-up: compilation, caches, allocator
@@ -181,15 +181,20 @@ def main():
     ds = minirec.load_movielens(args.data)
     train, valid = ds.split(0.8, seed=42)
     print(f"{ds}; {', '.join(notes) or 'no peers'}")
-    rows = epoch_table(ds, train, valid, args.rounds, args.runners.split(","), peers)
+    runners, thread_counts = args.runners.split(","), (1, 2)
+    if usable_threads() < 2:  # pinned to one core (taskset -c 0): no second thread to time
+        runners, thread_counts = [r for r in runners if RUNNERS[r][2] < 2], (1,)
+        notes.append("this process may use 1 CPU: the 2-thread runs are left out")
+        print(notes[-1])
+    rows = epoch_table(ds, train, valid, args.rounds, runners, peers, thread_counts)
     ratio_rows = layer_ratios(rows)
     ttq = time_to_quality(ds, train, valid)
     if "surprise" in peers:
         ttq.append(surprise_defaults(train, valid))
         print(" | ".join(map(str, ttq[-1])), flush=True)
     floor_rows = []
-    for threads in (1, 2):
-        peaks = machine_peak(threads)
+    for asked in thread_counts:
+        threads, peaks = machine_peak(asked)
         name = RUNNERS["fused" if threads == 1 else "fused2"][3]
         for kind in ("dot", "bias", "nn"):
             for lazy in (False, True):

@@ -9,8 +9,8 @@ PEAK_PROBE = """
 import sys, time, numpy as np, numba
 from minirec.fast import numba_adam as na
 from minirec.nn.optim import Adam
-numba.set_num_threads(int(sys.argv[1]))
-threads = int(sys.argv[1])
+threads = min(int(sys.argv[1]), numba.config.NUMBA_NUM_THREADS)  # what this process may use
+numba.set_num_threads(threads)
 a = np.random.default_rng(0).random((64, 100), dtype=np.float32)
 b = np.random.default_rng(1).random((100, 70), dtype=np.float32)
 a @ b
@@ -54,12 +54,22 @@ reps = 100000
 t = time.perf_counter()
 repeat_rows(t_, batches, k, reps)
 rates.append((time.perf_counter() - t) / (reps * 64 * 50) * 1e9)
-print(gemm, *rates)
+print(threads, gemm, *rates)
 """
 
 
+def usable_threads():
+    """How many CPUs this process may run on: ``taskset`` or a container can allow fewer than
+    the machine has (Numba starts that many threads, and no more can be asked of it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def machine_peak(threads):
-    """Measured, for ``threads`` threads: BLAS GFLOP/s on the net's 64x100 @ 100x70 products
+    """(the threads measured: ``threads``, or fewer where the process may use fewer, and the
+    peaks). Measured: BLAS GFLOP/s on the net's 64x100 @ 100x70 products
     (one thread: BLAS is not threaded at this size), and the ns per entry of minirec's own dense
     Adam loop on an array that stays in L1 (its arithmetic: one division, one square root) and
     on one the size of the bias model's tables (arithmetic and memory), and of its lazy step
@@ -67,7 +77,7 @@ def machine_peak(threads):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(threads)], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
-    return tuple(float(v) for v in out)
+    return int(out[0]), tuple(float(v) for v in out[1:])
 
 
 def floor_seconds(kind, lazy, n_ratings, peaks, F=50, H=70, batch=64, rows=(671, 9066)):

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tolerances as tol
 from minirec import Adam, DotProduct, DotProductBias, MovieLens, NeuralNet
 from minirec.data.synthetic import synthetic_movielens
 from minirec.tools.analysis import (bias_ranking, components_text, find_movie, movie_components, pca,
@@ -19,12 +20,22 @@ def test_pca_matches_the_covariance_eigendecomposition(n, F, seed):
     Xc = X - X.mean(axis=0)
     eigval, eigvec = np.linalg.eigh(Xc.T @ Xc / (n - 1))
     eigval, eigvec = eigval[::-1][:k], eigvec[:, ::-1][:, :k]
-    np.testing.assert_allclose(result.explained_variance_ratio, eigval / np.trace(Xc.T @ Xc / (n - 1)),
-                               rtol=1e-7, atol=1e-12)
+    # Two backward-stable routes (the SVD of Xc, eigh of XcᵀXc): each eigenvalue within
+    # ‖ΔA‖ of the exact one (Weyl), ‖ΔA‖ the Gram product's n-term sums and the solvers'
+    # backward errors, all relative to the trace (the sum of the eigenvalues); each route's
+    # ratio within that, so the two within twice (tolerances.py)
+    trace = np.trace(Xc.T @ Xc / (n - 1))
+    moved = tol.rounding(n) + 2 * tol.backward_stable(n, F)  # ‖ΔA‖ / trace
+    np.testing.assert_allclose(result.explained_variance_ratio, eigval / trace, rtol=0, atol=4 * moved)
     distinct = np.abs(np.diff(eigval)) > 1e-6 * eigval[0]  # a repeated eigenvalue has no unique vector
+    full = np.concatenate([[np.inf], eigval, [np.inf] if k == F else [np.linalg.eigvalsh(Xc.T @ Xc / (n - 1))[::-1][k]]])
     for c in range(k):
         if (c == 0 or distinct[c - 1]) and (c == k - 1 or distinct[c]):
-            assert abs(abs(result.components[c] @ eigvec[:, c]) - 1) < 1e-6
+            # an eigenvector turns by at most sin θ ≤ 2‖ΔA‖/gap (Davis–Kahan, both routes), and
+            # 1 - |cos θ| ≤ sin²θ, plus the F-term dot product's rounding
+            gap = min(full[c] - full[c + 1], full[c + 1] - full[c + 2])
+            sin = 2 * moved * trace / gap
+            assert abs(abs(result.components[c] @ eigvec[:, c]) - 1) <= sin ** 2 + tol.rounding(F)
     # the sign convention: each component's largest-magnitude loading is positive
     biggest = np.abs(result.components).argmax(axis=1)
     assert (result.components[np.arange(k), biggest] > 0).all()
@@ -33,7 +44,12 @@ def test_pca_matches_the_covariance_eigendecomposition(n, F, seed):
 def test_pca_reconstruction_error_is_the_discarded_variance():
     X = np.random.default_rng(0).standard_normal((200, 6)) @ np.diag([5, 3, 2, 1, 0.5, 0.1])
     full = pca(X, 6)
-    np.testing.assert_allclose(full.mean + full.scores @ full.components, X, atol=1e-10)
+    # the SVD's backward error ‖E‖ ≤ backward_stable(200, 6)·‖Xc‖ bounds every entry, then the
+    # mean plus a 6-term product (tolerances.py)
+    Xc = X - X.mean(axis=0)
+    allowed = (tol.backward_stable(200, 6) * np.linalg.norm(Xc, 2)
+               + tol.rounding(8) * (np.abs(full.mean) + np.abs(full.scores) @ np.abs(full.components)))
+    assert np.all(np.abs(full.mean + full.scores @ full.components - X) <= allowed)
     two = pca(X, 2)
     residual = X - (two.mean + two.scores @ two.components)
     total = ((X - X.mean(0)) ** 2).sum()
@@ -47,8 +63,14 @@ def test_pca_reconstruction_error_is_the_discarded_variance():
 def test_pca_signs_are_stable_under_row_order_and_negation():
     X = np.random.default_rng(1).standard_normal((50, 4))
     a, b, c = pca(X, 3), pca(X[::-1].copy(), 3), pca(-X, 3)
-    np.testing.assert_allclose(a.components, b.components, atol=1e-10)
-    np.testing.assert_allclose(np.abs(a.components), np.abs(c.components), atol=1e-10)
+    # the same matrix, its rows in another order: each SVD within backward_stable·‖Xc‖ of it, so
+    # a right singular vector turns by at most that over its gap to the next singular value
+    # (Wedin), on each side
+    s = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
+    gaps = np.minimum(np.abs(s[:3] - s[1:4]), np.abs(s[:3] - np.concatenate([[np.inf], s[:2]])))
+    allowed = (2 * tol.backward_stable(50, 4) * s[0] / gaps + tol.rounding(50))[:, None]
+    assert np.all(np.abs(a.components - b.components) <= allowed)
+    assert np.all(np.abs(np.abs(a.components) - np.abs(c.components)) <= allowed)
 
 
 @pytest.fixture

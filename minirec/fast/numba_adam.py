@@ -119,7 +119,9 @@ def adam_step_at(steps, b):
 
 def adam_steps(opt, dtype, lrs, t0):
     """The ``AdamStep`` of each of the batches at rates ``lrs``, steps t0+1, t0+2, ..., as rows
-    of one array (what ``adam_step_at`` reads): ``Adam.constants`` on arrays of t and lr."""
+    of one array (what ``adam_step_at`` reads): ``Adam.constants`` on arrays of t and lr, whose
+    β^t is the scalar power of each step (``optim.bias_correction``), so every row holds the
+    same bits as the step ``Adam.step`` takes on NumPy."""
     t = t0 + 1 + np.arange(len(lrs), dtype=np.float64)
     return np.stack(np.broadcast_arrays(*opt.constants(t, np.float64, np.asarray(lrs, np.float64))),
                     axis=1).astype(dtype)

@@ -110,6 +110,25 @@ def adam_update(w, g, m, v, k):
     return w, m, v
 
 
+def bias_correction(beta, t):
+    """1 / (1 - β^t) for step t (counting from 1), or for each entry of an array of steps.
+
+    β^t is always Python's scalar power (the C library's ``pow``), one step at a time, on every
+    path: ``Adam.step`` on NumPy and CuPy asks for one step, the Numba runners for a whole run of
+    steps at once, and both must get the same bits. NumPy's *array* power is not that: it picks a
+    SIMD implementation by CPU (on AVX-512 one that is within an ulp, not the same), so β^t from
+    an array differs in the last bit at some steps, on some machines — and Adam turns that ulp
+    into a visible difference wherever m̂/√v̂ is near zero. The scalar power is the reference
+    because it is what the textbook step (one t at a time) computes, and it does not depend on
+    the vector width; one call per batch costs nothing beside the batch.
+    """
+    if np.ndim(t):
+        steps = np.asarray(t, np.float64)
+        power = np.array([math.pow(beta, s) for s in steps.ravel()]).reshape(steps.shape)
+        return 1 / (1 - power)
+    return 1 / (1 - math.pow(beta, float(t)))
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), the update of ``adam_update``, with the bias correction written
     out. Defaults are Keras 1's: lr 1e-3, β1 0.9, β2 0.999, ε 1e-8.
@@ -149,8 +168,8 @@ class Adam(Optimizer):
         lr = self.lr if lr is None else lr
         b1, b2 = self.beta_1, self.beta_2
         cast = np.dtype(dtype).type
-        fields = (lr, b1, 1 - b1, b2, 1 - b2, 1 / (1 - b1 ** t), 1 / (1 - b2 ** t), self.epsilon,
-                  lr * self.weight_decay)
+        fields = (lr, b1, 1 - b1, b2, 1 - b2, bias_correction(b1, t), bias_correction(b2, t),
+                  self.epsilon, lr * self.weight_decay)
         if np.ndim(t) or np.ndim(lr):
             return AdamStep(*(np.asarray(x, np.float64).astype(dtype) for x in fields))
         return AdamStep(*(cast(x) for x in fields))
