@@ -14,10 +14,13 @@ the rest of the run compiles nothing). It reports
   line) before that line;
 * compile, to the first epoch / in all: the seconds Numba spent compiling (its outermost
   compile events, counted by a listener the process registers before minirec starts; a
-  function loaded from the cache sends none).
+  function loaded from the cache sends none), and in brackets the CPU seconds the process
+  used meanwhile: Numba compiles on one thread, so on a busy machine these stay near what an
+  idle one would take while the seconds grow.
 
 ``--checkout`` takes any number of folders holding a minirec tree (this one by default), for
-instance a ``git worktree add /tmp/before 828fd4d`` of an older commit, so that before and after
+instance ``git worktree add /tmp/before 828fd4d`` (or ``mkdir /tmp/before && git archive 828fd4d |
+tar -x -C /tmp/before``) for an older commit, so that before and after
 are measured in one sitting. The checkouts take turns, ``--rounds`` times over, so that a
 machine that gets busier or quieter meanwhile weighs on each alike. ``--write`` rewrites the
 first_run section of benchmarks/RESULTS.md.
@@ -35,7 +38,8 @@ from results import machine_line, table, write_section
 
 HERE = Path(__file__).resolve().parent
 # The process under test: a listener on Numba's compile events, writing each outermost compile's
-# end time and seconds to $FIRST_RUN_COMPILES at once (the run is stopped, not ended), then
+# end time, seconds and CPU seconds to $FIRST_RUN_COMPILES at once (the run is stopped, not
+# ended), then
 # minirec's command line as the installed script starts it.
 BOOTSTRAP = """
 import os, sys, time
@@ -47,13 +51,14 @@ class Compiles(event.Listener):
     def on_start(self, ev):
         self.depth += 1
         if self.depth == 1:
-            self.start = time.monotonic()
+            self.start, self.cpu = time.monotonic(), time.process_time()
 
     def on_end(self, ev):
         self.depth -= 1
         if self.depth == 0:
             with open(os.environ["FIRST_RUN_COMPILES"], "a") as f:
-                f.write(f"{time.monotonic()} {time.monotonic() - self.start}\\n")
+                f.write(f"{time.monotonic()} {time.monotonic() - self.start} "
+                        f"{time.process_time() - self.cpu}\\n")
 
 event.register("numba:compile", Compiles())
 from minirec.tools.cli import main
@@ -67,7 +72,7 @@ def label(checkout):
     def git(*args):
         return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
                               text=True).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD") or str(checkout)
+    commit = git("rev-parse", "--short", "HEAD") or checkout.name
     return commit + (" + edits" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
@@ -110,9 +115,11 @@ def one_run(checkout, until, data, timeout):
             raise RuntimeError(f"lesson4 from {checkout} stopped before the figures were in:\n{tail}")
         events = [tuple(map(float, row.split())) for row in compiles.read_text().split("\n") if row] \
             if compiles.exists() else []
+        before = [e for e in events if e[0] <= first_epoch]
         return {"first epoch": first_epoch - start, "longest silence": silence,
-                "compile to first epoch": sum(s for t, s in events if t <= first_epoch),
-                "compile in all": sum(s for t, s in events), "lines": lines}
+                "compile to first epoch": (sum(e[1] for e in before), sum(e[2] for e in before)),
+                "compile in all": (sum(e[1] for e in events), sum(e[2] for e in events)),
+                "lines": lines}
 
 
 def main():
@@ -137,11 +144,11 @@ def main():
             if args.show:
                 print("\n".join(r.pop("lines")))
             rows.append((names[checkout], round_, f"{load:.1f}", f"{r['first epoch']:.1f}",
-                         f"{r['longest silence']:.1f}", f"{r['compile to first epoch']:.1f}",
-                         f"{r['compile in all']:.1f}" if args.until == "all" else "-"))
+                         f"{r['longest silence']:.1f}", "%.1f (%.1f)" % r["compile to first epoch"],
+                         "%.1f (%.1f)" % r["compile in all"] if args.until == "all" else "-"))
             print(" | ".join(map(str, rows[-1])), flush=True)
     header = ("checkout", "round", "load before", "first epoch (s)", "longest silence before it (s)",
-              "compile to first epoch (s)", "compile, all of lesson4 (s)")
+              "compile to first epoch: s (CPU s)", "compile, all of lesson4: s (CPU s)")
     markdown = table(header, rows)
     print("\n" + markdown)
     if args.write:
