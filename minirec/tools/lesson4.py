@@ -25,9 +25,9 @@ Keras does), trained on one of these schedules, as lists of (epochs, learning ra
 
 After each cell the tracked prediction (user index 3, movie index 6) is printed; the bias model
 is saved and loaded back; the table reports the plain validation MSE, and each model's seconds
-of training apart from the seconds Numba spent compiling for it (on a fresh cache, the first
-model waits for its kernels; ``compile_seconds``). ``improved=True`` trains
-the better recipe instead (sigmoid output range, one-cycle schedule; see ``IMPROVED``).
+of training apart from the seconds Numba spent compiling its kernels (on a fresh cache; once
+cached, 0). ``improved=True`` trains the better recipe instead (sigmoid output range,
+one-cycle schedule; see ``IMPROVED``).
 """
 import json
 import sys
