@@ -154,7 +154,7 @@ def main():
     if args.write:
         write_section("first_run", f"""## The first run on a fresh Numba cache (first_run.py)
 
-`python benchmarks/first_run.py {' '.join(f'--checkout {c}' for c in checkouts) if args.checkout else ''}--rounds {args.rounds} --until {args.until} --write`
+`python benchmarks/first_run.py {''.join(f'--checkout {c} ' for c in checkouts) if args.checkout else ''}--rounds {args.rounds} --until {args.until} --write`
 on {machine_line()}. Each run: `minirec lesson4 --data {args.data}` in a new process on an empty
 `NUMBA_CACHE_DIR`, stopped after the {'first' if args.until == 'first' else 'last'} model's first
 epoch; the checkouts took turns. "load before": the machine's 1-minute load average as the run
