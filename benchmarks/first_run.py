@@ -147,22 +147,33 @@ def main():
                          f"{r['longest silence']:.1f}", "%.1f (%.1f)" % r["compile to first epoch"],
                          "%.1f (%.1f)" % r["compile in all"] if args.until == "all" else "-"))
             print(" | ".join(map(str, rows[-1])), flush=True)
-    header = ("checkout", "round", "load before", "first epoch (s)", "longest silence before it (s)",
-              "compile to first epoch: s (CPU s)", "compile, all of lesson4: s (CPU s)")
-    markdown = table(header, rows)
+    markdown = table(HEADER, rows)
     print("\n" + markdown)
     if args.write:
-        write_section("first_run", f"""## The first run on a fresh Numba cache (first_run.py)
+        write_section("first_run", section(args, checkouts, names, markdown))
 
-`python benchmarks/first_run.py {''.join(f'--checkout {c} ' for c in checkouts) if args.checkout else ''}--rounds {args.rounds} --until {args.until} --write`
-on {machine_line()}. Each run: `minirec lesson4 --data {args.data}` in a new process on an empty
-`NUMBA_CACHE_DIR`, stopped after the {'first' if args.until == 'first' else 'last'} model's first
-epoch; the checkouts took turns. "load before": the machine's 1-minute load average as the run
-started (other work on the machine slows a compile that runs on one core).
+
+HEADER = ("checkout", "round", "load before", "first epoch (s)", "longest silence before it (s)",
+          "compile to first epoch: s (CPU s)", "compile, all of lesson4: s (CPU s)")
+
+
+def section(args, checkouts, names, markdown):
+    """The first_run section of RESULTS.md: the command, the machine, what a run is, the table."""
+    command = " ".join(["python benchmarks/first_run.py",
+                        *(f"--checkout {c}" for c in (checkouts if args.checkout else [])),
+                        f"--rounds {args.rounds} --until {args.until} --write"])
+    which = "; ".join(f"{names[c]}: {c}" for c in checkouts)
+    last = "first" if args.until == "first" else "last"
+    return f"""## The first run on a fresh Numba cache (first_run.py)
+
+`{command}` on {machine_line()}. Checkouts: {which}.
+Each run: `minirec lesson4 --data {args.data}` in a new process on an empty `NUMBA_CACHE_DIR`,
+stopped after the {last} model's first epoch; the checkouts took turns, round after round. "load before": the machine's 1-minute
+load average as the run started; other work slows a compile in seconds, hardly in CPU seconds
+(Numba compiles on one thread), so the CPU seconds are what the compile costs an idle machine.
 
 {markdown}
-""")
-
+"""
 
 if __name__ == "__main__":
     main()

@@ -88,9 +88,12 @@ def available_threads():
 
 
 # ----- saying what compiles, while it compiles ---------------------------------------------------
-# Seconds to compile each module's kernels for one dtype on a fresh cache, on 2 idle cores
-# (benchmarks/first_run.py, RESULTS.md "First run"): the "about" of the notes.
-SECONDS_PER_DTYPE = {"numba_mf": 5, "numba_nn": 6, "layers": 3}
+# Seconds to compile each module's kernels for one dtype on a fresh cache (the "about" of the
+# notes): the CPU seconds of those compiles in benchmarks/first_run.py (RESULTS.md, "The first
+# run"; numba_mf 9.2 and 10.6 for two dtypes, numba_nn 7.0 and 7.8), which is what they take
+# on an idle machine: Numba compiles on one thread. The layers' loops: 1.4, for a
+# DotProductBias with ``fused = False``.
+SECONDS_PER_DTYPE = {"numba_mf": 5, "numba_nn": 4, "layers": 2}
 TICK = 3.0  # seconds without a line after which the notes say the compile is still going
 
 

@@ -110,8 +110,10 @@ def compile_time(lazy, threads):
     """(``lazy``, ``threads``) as ``step_table`` and the kernels take them: True or None, and a
     count of two or more or None. A dense run on one thread then compiles ``adam_dense`` alone
     (not the lazy loop, not the threaded one with Numba's thread pool), and a lazy run the lazy
-    loop alone (its steps run on one thread); the fresh-cache compile that ``minirec lesson4``
-    waits for is a fraction of what compiling every path cost (benchmarks/first_run.py)."""
+    loop alone (its steps run on one thread). With the threaded split of a lazy batch moved to a
+    kernel of its own (``numba_mf.train_batches_split``), this took the compile ``minirec
+    lesson4`` waits for on a fresh cache from 48-53 CPU seconds to 16-18
+    (benchmarks/RESULTS.md, "The first run")."""
     return (True, None) if lazy else (None, threads if threads > 1 else None)
 
 
