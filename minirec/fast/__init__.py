@@ -117,11 +117,11 @@ class CompileNotes:
     def started(self, name):
         if not self.said_heading:
             self.said_heading = True
-            where = (f"Numba keeps the machine code in {CACHE}, so later runs start at once"
-                     if CACHE is not None else "no cache folder could be written, so every "
-                     "process compiles again")
-            self.say(f"{self.heading}: once ({where}); about {self.seconds:.0f} s on 2 idle "
-                     "cores, longer on a busy machine.")
+            when = (f"once (Numba keeps the machine code in {CACHE}, so later runs start at "
+                    "once)" if CACHE is not None else "in every process (no cache folder could "
+                    "be written: set NUMBA_CACHE_DIR)")
+            self.say(f"{self.heading}: {when}; about {self.seconds:.0f} s on an idle machine, "
+                     "longer on a busy one.")
         self.say(f"  compiling {name} ...")
         self.ticking = threading.Event()
         threading.Thread(target=self.tick, args=(name, self.ticking), daemon=True).start()
@@ -132,9 +132,10 @@ class CompileNotes:
             if time.perf_counter() - self.last_line >= TICK:
                 self.say(f"  ... still compiling {name} ({time.perf_counter() - start:.0f} s)")
 
-    def ended(self, name, seconds):
+    def ended(self, name, seconds, failed=False):
         self.ticking.set()
-        self.say(f"  compiled {name} in {seconds:.1f} s")
+        self.say(f"  compiling {name} failed after {seconds:.1f} s" if failed else
+                 f"  compiled {name} in {seconds:.1f} s")
 
     def __enter__(self):
         WATCH.notes.append(self)
@@ -164,7 +165,7 @@ class CompileWatch(event.Listener):
             seconds = time.perf_counter() - self.started
             self.seconds += seconds
             if self.notes:
-                self.notes[-1].ended(kernel_name(ev.data), seconds)
+                self.notes[-1].ended(kernel_name(ev.data), seconds, ev.is_failed)
 
 
 def kernel_name(data):
