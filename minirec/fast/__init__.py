@@ -132,10 +132,9 @@ class CompileNotes:
             if time.perf_counter() - self.last_line >= TICK:
                 self.say(f"  ... still compiling {name} ({time.perf_counter() - start:.0f} s)")
 
-    def ended(self, name, seconds, failed=False):
+    def ended(self, name, seconds):
         self.ticking.set()
-        self.say(f"  compiling {name} failed after {seconds:.1f} s" if failed else
-                 f"  compiled {name} in {seconds:.1f} s")
+        self.say(f"  compiled {name} in {seconds:.1f} s")
 
     def __enter__(self):
         WATCH.notes.append(self)
@@ -165,7 +164,7 @@ class CompileWatch(event.Listener):
             seconds = time.perf_counter() - self.started
             self.seconds += seconds
             if self.notes:
-                self.notes[-1].ended(kernel_name(ev.data), seconds, ev.is_failed)
+                self.notes[-1].ended(kernel_name(ev.data), seconds)
 
 
 def kernel_name(data):
