@@ -9,8 +9,9 @@ PEAK_PROBE = """
 import sys, time, numpy as np, numba
 from minirec.fast import numba_adam as na
 from minirec.nn.optim import Adam
-threads = min(int(sys.argv[1]), numba.config.NUMBA_NUM_THREADS)  # what this process may use
-numba.set_num_threads(threads)
+n_threads = min(int(sys.argv[1]), numba.config.NUMBA_NUM_THREADS)  # what this process may use
+numba.set_num_threads(n_threads)
+threads = na.compile_time(False, n_threads)[1]  # None for one thread
 a = np.random.default_rng(0).random((64, 100), dtype=np.float32)
 b = np.random.default_rng(1).random((100, 70), dtype=np.float32)
 a @ b
@@ -28,7 +29,7 @@ k = Adam().constants(1, np.float32)
 @numba.njit
 def repeat(t_, k, reps, threads):  # many steps in one compiled call: no Python in the timing
     for _ in range(reps):
-        na.step_table(t_, np.empty(0, np.intp), 0, k, False, threads)
+        na.step_table(t_, k, np.empty(0, np.intp), None, threads)
 
 rates = []
 for n in (4096, (671 + 9066) * 51):  # in L1: arithmetic alone; the bias model's tables: + memory
@@ -42,7 +43,7 @@ for n in (4096, (671 + 9066) * 51):  # in L1: arithmetic alone; the bias model's
 @numba.njit
 def repeat_rows(t_, batches, k, reps):  # lazy steps: 64 distinct scattered rows a batch
     for r in range(reps):
-        na.step_table(t_, batches[r % batches.shape[0]], batches.shape[1], k, True, 1)
+        na.step_table(t_, k, batches[r % batches.shape[0]], True, None)
 
 rng = np.random.default_rng(2)
 w = rng.standard_normal((9066, 50)).astype(np.float32)  # the movie table of the bias model
@@ -54,7 +55,7 @@ reps = 100000
 t = time.perf_counter()
 repeat_rows(t_, batches, k, reps)
 rates.append((time.perf_counter() - t) / (reps * 64 * 50) * 1e9)
-print(threads, gemm, *rates)
+print(n_threads, gemm, *rates)
 """
 
 

@@ -90,24 +90,39 @@ PARALLEL_ABOVE = 1 << 16  # a dense step over fewer entries than this stays on o
 
 
 @jit
-def step_table(t, rows, n_rows, k, lazy, n_threads=1):
-    """A table's Adam step: every entry (dense; split over ``n_threads`` for a big table), or
-    rows[0..n_rows-1] (lazy)."""
-    if lazy:
-        adam_rows(t, rows, n_rows, k)
-    elif n_threads > 1 and t.w.size >= PARALLEL_ABOVE:
-        adam_dense_threads(t.w, t.g, t.m, t.v, t.l2, t.l2_rows, k, n_threads)
+def step_table(t, k, rows, lazy, threads):
+    """A table's Adam step at the step constants k: only the rows in ``rows`` (``lazy``), or
+    every entry (``lazy`` None), split over ``threads`` threads for a table of
+    ``PARALLEL_ABOVE`` entries or more (``threads`` None: on this thread).
+
+    The two switches are None or a value, not False or 1, so that a run compiles only what it
+    runs: Numba compiles a function for the types of its arguments, and where an argument is
+    None it drops the branch under ``if x is not None`` unread (``compile_time``)."""
+    if lazy is not None:
+        adam_rows(t, rows, rows.shape[0], k)
+    elif threads is not None and t.w.size >= PARALLEL_ABOVE:
+        adam_dense_threads(t.w, t.g, t.m, t.v, t.l2, t.l2_rows, k, threads)
     else:
         adam_dense(t, k)
 
 
+def compile_time(lazy, threads):
+    """(``lazy``, ``threads``) as ``step_table`` and the kernels take them: True or None, and a
+    count of two or more or None. A dense run on one thread then compiles ``adam_dense`` alone
+    (not the lazy loop, not the threaded one with Numba's thread pool), and a lazy run the lazy
+    loop alone (its steps run on one thread). With the threaded split of a lazy batch moved to a
+    kernel of its own (``numba_mf.train_batches_split``), this took the compile ``minirec
+    lesson4`` waits for on a fresh cache from 48-53 CPU seconds to 16-18
+    (benchmarks/RESULTS.md, "The first run")."""
+    return (True, None) if lazy else (None, threads if threads > 1 else None)
+
+
 @jit
-def step_arrays(w, g, m, v, l2, l2_rows, rows, n_rows, steps, b, lazy, n_threads):
+def step_arrays(w, g, m, v, l2, l2_rows, rows, steps, b, lazy, threads):
     """``step_table`` for one table given as its arrays, at step ``steps[b]`` (what the layers
     runner calls once per table and batch: arrays cross into compiled code faster than a
     ``Table``, and the step's constants are worked out once for many batches)."""
-    step_table(Table(w, g, m, v, l2, l2_rows), rows, n_rows, adam_step_at(steps, b), lazy,
-               n_threads)
+    step_table(Table(w, g, m, v, l2, l2_rows), adam_step_at(steps, b), rows, lazy, threads)
 
 
 @jit

@@ -14,7 +14,7 @@ After the batch, if its loss is finite: Adam on every table (``numba_adam.step_t
 compiles ``optim.adam_update``), then the touched rows of each gradient buffer go back to zero.
 A batch whose loss is not finite stops the call before any update. The order of the batches,
 the ratings and the sums is the layers' order; ``fetch_ahead`` only asks for rows early, and
-two threads split a lazy batch by table (``train_batches``), which changes no number.
+two threads split a lazy batch by table (``train_batches_split``), which changes no number.
 """
 from typing import NamedTuple
 
@@ -23,7 +23,7 @@ from numba import prange
 
 from ..nn.activations import sigmoid_range as _sigmoid_range, sigmoid_range_grad as _sigmoid_range_grad
 from . import jit, use_threads
-from .numba_adam import Table, adam_step_at, adam_steps, l2_factors, step_table, table
+from .numba_adam import Table, adam_step_at, adam_steps, compile_time, l2_factors, step_table, table
 from .prefetch import prefetch, prefetch_at
 
 sigmoid_range, sigmoid_range_grad = jit(_sigmoid_range), jit(_sigmoid_range_grad)
@@ -65,8 +65,8 @@ def mark(row, b, stamp, rows, n):
 
 
 @jit
-def zero_rows(g, rows, n):
-    for r in range(n):
+def zero_rows(g, rows):
+    for r in range(rows.shape[0]):
         g[rows[r]] = 0
 
 
@@ -107,7 +107,8 @@ def batch_gradients(order, users, movies, ratings, b, size, scale, u, m, b_i, b_
     (BOTH), and notes those rows in ``seen``. Returns (the batch's summed squared error,
     rows of u noted, rows of m noted)."""
     start, stop = b * size, min(order.shape[0], (b + 1) * size)
-    loss, n_i, n_j = 0.0, 0, 0
+    loss, n_i, n_j = 0.0, np.int64(0), np.int64(0)  # (not 0: Numba would compile ``mark`` for
+    #                                                  the constant too, then again for an int64)
     for k in range(start, stop):
         fetch_ahead(order, users, movies, ratings, k, u, m, b_i, b_j, side)
         row = order[k]
@@ -142,13 +143,14 @@ def batch_gradients(order, users, movies, ratings, b, size, scale, u, m, b_i, b_
 
 
 @jit
-def step_side(t, bias, has_bias, rows, n_rows, k, lazy, n_threads):
-    """Adam on one side's tables (u and b_i, or m and b_j), then their gradient rows to zero."""
-    step_table(t, rows, n_rows, k, lazy, n_threads)
-    zero_rows(t.g, rows, n_rows)
+def step_side(t, bias, has_bias, rows, k, lazy, threads):
+    """Adam on one side's tables (u and b_i, or m and b_j), then their gradient ``rows`` (the
+    rows the batch saw) to zero. ``lazy`` and ``threads``: ``numba_adam.step_table``."""
+    step_table(t, k, rows, lazy, threads)
+    zero_rows(t.g, rows)
     if has_bias:
-        step_table(bias, rows, n_rows, k, lazy, n_threads)
-        zero_rows(bias.g, rows, n_rows)
+        step_table(bias, k, rows, lazy, threads)
+        zero_rows(bias.g, rows)
 
 
 SPLIT_ABOVE = 1 << 21  # entries of u and m together from which a lazy batch splits by table
@@ -165,19 +167,39 @@ def lazy_threads(model, adapter, threads):
     return 2 if threads > 1 and entries >= SPLIT_ABOVE else 1
 
 
-@jit(parallel=True)
-def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, has_bias, squash,
-                  seen, losses, n_threads, split):
+@jit
+def train_batches(data, first, last, steps, two_over_n, u, m, b_i, b_j, has_bias, squash, seen,
+                  losses, lazy, threads):
     """Batches first..last-1 of ``data`` (a ``runners.Batches``); u, m, b_i, b_j are ``Table``s
     (u (U, F), m (M, F), b_i (U, 1), b_j (M, 1); the biases are unused without ``has_bias``).
     Returns the first batch whose loss was not finite (nothing updated for it), or -1.
+    ``lazy`` and ``threads`` (``numba_adam.compile_time``): lazy steps, or dense ones with a
+    big table's step shared by ``threads`` threads."""
+    order, users, movies, ratings, size = data.order, data.users, data.movies, data.ratings, data.size
+    n = order.shape[0]
+    for b in range(first, last):
+        start, stop = b * size, min(n, (b + 1) * size)
+        scale = two_over_n[0] if stop - start == size else two_over_n[1]
+        loss, n_i, n_j = batch_gradients(order, users, movies, ratings, b, size, scale, u, m, b_i,
+                                         b_j, has_bias, squash, seen, BOTH)
+        losses[b - first] = loss / (stop - start)
+        if not np.isfinite(losses[b - first]):
+            return b
+        k_b = adam_step_at(steps, b - first)
+        step_side(u, b_i, has_bias, seen.rows_i[:n_i], k_b, lazy, threads)
+        step_side(m, b_j, has_bias, seen.rows_j[:n_j], k_b, lazy, threads)
+    return -1
 
-    Threads: with ``split`` (lazy Adam, and ``lazy_threads`` says two), two threads split each
-    batch by table — one runs forward and backward and collects the users' gradients, then
-    steps the users' rows; the other does the same for the movies. Both read the weights as the batch found
-    them and compute every rating's error the same way, so the numbers are the one-thread
-    numbers, bit for bit. With dense Adam, ``n_threads`` share each big table's step instead.
-    """
+
+@jit(parallel=True)
+def train_batches_split(data, first, last, steps, two_over_n, u, m, b_i, b_j, has_bias, squash,
+                        seen, losses):
+    """``train_batches`` with lazy steps and each batch split by table over two threads (where
+    ``lazy_threads`` says two): one runs forward and backward and collects the users'
+    gradients, then steps the users' rows; the other does the same for the movies. Both read
+    the weights as the batch found them and compute every rating's error the same way, so the
+    numbers are the one-thread numbers, bit for bit. (A kernel of its own: Numba's threaded
+    loops cost seconds to compile, which a run that never splits should not wait for.)"""
     order, users, movies, ratings, size = data.order, data.users, data.movies, data.ratings, data.size
     n = order.shape[0]
     part_loss, part_rows = np.zeros(2), np.zeros(2, np.int64)
@@ -187,31 +209,22 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, b_i, b_j, ha
     for b in range(first, last):
         start, stop = b * size, min(n, (b + 1) * size)
         scale = two_over_n[0] if stop - start == size else two_over_n[1]
-        if split:
-            for side in prange(2):  # USERS, MOVIES
-                side_loss, side_i, side_j = batch_gradients(
-                    order, users, movies, ratings, b, size, scale, Table(*t_u), Table(*t_m),
-                    Table(*t_bi), Table(*t_bj), has_bias, Squash(*t_squash), Seen(*t_seen), side)
-                part_loss[side] = side_loss
-                part_rows[side] = side_i if side == USERS else side_j
-            loss, n_i, n_j = part_loss[USERS], part_rows[USERS], part_rows[MOVIES]
-        else:
-            loss, n_i, n_j = batch_gradients(order, users, movies, ratings, b, size, scale, u, m,
-                                             b_i, b_j, has_bias, squash, seen, BOTH)
-        losses[b - first] = loss / (stop - start)
+        for side in prange(2):  # USERS, MOVIES
+            side_loss, side_i, side_j = batch_gradients(
+                order, users, movies, ratings, b, size, scale, Table(*t_u), Table(*t_m),
+                Table(*t_bi), Table(*t_bj), has_bias, Squash(*t_squash), Seen(*t_seen), side)
+            part_loss[side] = side_loss
+            part_rows[side] = side_i if side == USERS else side_j
+        losses[b - first] = part_loss[USERS] / (stop - start)
         if not np.isfinite(losses[b - first]):
             return b
-        if split:
-            for side in prange(2):
-                k_side = adam_step_at(steps, b - first)
-                if side == USERS:
-                    step_side(Table(*t_u), Table(*t_bi), has_bias, seen.rows_i, n_i, k_side, lazy, 1)
-                else:
-                    step_side(Table(*t_m), Table(*t_bj), has_bias, seen.rows_j, n_j, k_side, lazy, 1)
-        else:
-            k_b = adam_step_at(steps, b - first)
-            step_side(u, b_i, has_bias, seen.rows_i, n_i, k_b, lazy, n_threads)
-            step_side(m, b_j, has_bias, seen.rows_j, n_j, k_b, lazy, n_threads)
+        n_i, n_j = part_rows[USERS], part_rows[MOVIES]
+        for side in prange(2):
+            k_side = adam_step_at(steps, b - first)
+            if side == USERS:
+                step_side(Table(*t_u), Table(*t_bi), has_bias, seen.rows_i[:n_i], k_side, True, None)
+            else:
+                step_side(Table(*t_m), Table(*t_bj), has_bias, seen.rows_j[:n_j], k_side, True, None)
     return -1
 
 
@@ -265,11 +278,13 @@ class Trainer(TableTrainer):
         losses = np.empty(last - first)
         t = self.tables()
         threads = use_threads(model.threads)
-        split = opt.lazy and lazy_threads(model, self.adapter, threads) == 2
-        bad = train_batches(batches, first, last, adam_steps(opt, model.dtype, lrs[first:last], opt.iterations),
-                            two_over_n, opt.lazy, t["u"], t["m"], t.get("b_i", self.absent),
-                            t.get("b_j", self.absent), "b_i" in self.names, self.squash, seen,
-                            losses, threads, split)
+        steps = adam_steps(opt, model.dtype, lrs[first:last], opt.iterations)
+        args = (batches, first, last, steps, two_over_n, t["u"], t["m"], t.get("b_i", self.absent),
+                t.get("b_j", self.absent), "b_i" in self.names, self.squash, seen, losses)
+        if opt.lazy and lazy_threads(model, self.adapter, threads) == 2:
+            bad = train_batches_split(*args)
+        else:
+            bad = train_batches(*args, *compile_time(opt.lazy, threads))
         done = last - first if bad < 0 else bad - first
         opt.iterations += done
         if bad >= 0:

@@ -19,7 +19,7 @@ layers always densely, without L2). The weights are 2-D here: c1 is (1, H), c2 (
 import numpy as np
 
 from . import jit, use_threads
-from .numba_adam import adam_step_at, adam_steps, step_table
+from .numba_adam import adam_step_at, adam_steps, compile_time, step_table
 from .numba_mf import TableTrainer, mark, sigmoid_range, sigmoid_range_grad, zero_rows
 
 MAX_DRAW_ROWS = 1 << 12  # dropout draws are made for at most this many ratings per call
@@ -51,25 +51,26 @@ def dropout_scales(D, draws, pos, p, scale):
 
 
 @jit
-def train_batches(data, first, last, steps, two_over_n, lazy, u, m, W1, c1, W2, c2, draws, p,
-                  scales, squash, seen, losses, n_threads):
+def train_batches(data, first, last, steps, two_over_n, u, m, W1, c1, W2, c2, draws, p, scales,
+                  squash, seen, losses, lazy, threads):
     """Batches first..last-1 of ``data`` (a ``runners.Batches``); ``draws`` holds the uniform
     draws the two dropout layers make for these batches, in the layers' order. Returns the first
-    batch whose loss was not finite (nothing updated for it), or -1."""
+    batch whose loss was not finite (nothing updated for it), or -1. ``lazy`` and ``threads``
+    (``numba_adam.compile_time``): how u and m step; the dense layers always step densely."""
     n, F, H, B = data.order.shape[0], u.w.shape[1], W1.w.shape[1], data.size
     dt = u.w.dtype
     X, D1, dX = np.empty((B, 2 * F), dt), np.empty((B, 2 * F), dt), np.empty((B, 2 * F), dt)
     H0, Hd, D2, dH = (np.empty((B, H), dt), np.empty((B, H), dt), np.empty((B, H), dt),
                       np.empty((B, H), dt))
     Z, dZ = np.empty((B, 1), dt), np.empty((B, 1), dt)
-    pos = 0
+    pos = np.int64(0)  # (not 0: Numba would compile dropout_scales for the constant too)
     for b in range(first, last):
         start, stop = b * B, min(n, (b + 1) * B)
         N, scale = stop - start, two_over_n[0] if stop - start == B else two_over_n[1]
         x, d1, dx, h0, h, d2, dh = X[:N], D1[:N], dX[:N], H0[:N], Hd[:N], D2[:N], dH[:N]
         pos = dropout_scales(d1, draws, pos, p[0], scales[0])
         pos = dropout_scales(d2, draws, pos, p[1], scales[1])
-        loss, n_i, n_j = 0.0, 0, 0
+        loss, n_i, n_j = 0.0, np.int64(0), np.int64(0)  # (and mark here)
         for a in range(N):                               # x = [u_i, m_j] · D1
             row = data.order[start + a]
             i, j = data.users[row], data.movies[row]
@@ -115,12 +116,13 @@ def train_batches(data, first, last, steps, two_over_n, lazy, u, m, W1, c1, W2, 
                 u.g[i, f] += dx[a, f] * d1[a, f]
                 m.g[j, f] += dx[a, F + f] * d1[a, F + f]
         k_b = adam_step_at(steps, b - first)
-        step_table(u, seen.rows_i, n_i, k_b, lazy, n_threads)
-        step_table(m, seen.rows_j, n_j, k_b, lazy, n_threads)
-        zero_rows(u.g, seen.rows_i, n_i)
-        zero_rows(m.g, seen.rows_j, n_j)
+        rows_i, rows_j = seen.rows_i[:n_i], seen.rows_j[:n_j]
+        step_table(u, k_b, rows_i, lazy, threads)
+        step_table(m, k_b, rows_j, lazy, threads)
+        zero_rows(u.g, rows_i)
+        zero_rows(m.g, rows_j)
         for t in (W1, c1, W2, c2):                       # every entry of these is overwritten
-            step_table(t, seen.rows_i, 0, k_b, False, 1)  # by the next batch's gradient
+            step_table(t, k_b, rows_i, None, None)       # by the next batch's gradient: dense
     return -1
 
 
@@ -147,7 +149,7 @@ class Trainer(TableTrainer):
         model, opt, d = self.model, self.model.optimizer, self.dropouts
         two_over_n, seen = self.batch_state(batches)
         B, n = batches.size, len(batches.order)
-        losses, threads = np.empty(last - first), use_threads(model.threads)
+        losses, switches = np.empty(last - first), compile_time(opt.lazy, use_threads(model.threads))
         per_call = max(1, MAX_DRAW_ROWS // B)
         if per_call * B > MAX_DRAW_ROWS:  # one batch bigger than the buffer
             self.buffer = np.empty(B * self.per_rating, np.float32)
@@ -156,9 +158,9 @@ class Trainer(TableTrainer):
             draws = self.draws(min(n, hi * B) - lo * B)
             t = self.tables()
             bad = train_batches(batches, lo, hi, adam_steps(opt, model.dtype, lrs[lo:hi], opt.iterations),
-                                two_over_n, opt.lazy, t["u"], t["m"], t["W1"], t["c1"], t["W2"],
-                                t["c2"], draws, d.p, d.scales, self.squash, seen,
-                                losses[lo - first:], threads)
+                                two_over_n, t["u"], t["m"], t["W1"], t["c1"], t["W2"], t["c2"],
+                                draws, d.p, d.scales, self.squash, seen, losses[lo - first:],
+                                *switches)
             opt.iterations += (hi - lo) if bad < 0 else bad - lo
             if bad >= 0:
                 self.forget_gradients()

@@ -142,7 +142,7 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
     users, movies, y = model.objective.prepare(users, movies, y, model.n_movies, model.negative_rng)
     n = len(y)
     n_batches = math.ceil(n / batch_size)
-    runner = runner_for(model, users, movies, batch_size)
+    runner = runner_for(model, users, movies, batch_size, verbose)
     history, base_lr, val_loss, dead_since = History(), model.optimizer.lr, None, None
     limit = model.objective.explosion(y)
     for epoch in range(1, epochs + 1):

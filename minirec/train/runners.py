@@ -17,9 +17,13 @@ batches of a tiny copy of the model with repeated ids, in float64 and in the mod
 ``adam_update``), the probe disagrees and the layers train.
 
 A runner's ``run(batches, lrs, first, last)`` trains batches first..last-1 and returns
-(batch MSEs, the first batch whose loss was not finite — not stepped — or -1).
+(batch MSEs, the first batch whose loss was not finite — not stepped — or -1). On the numba
+backend, the probe and the first ``run`` may wait for Numba to compile (once: it caches the
+machine code); with ``verbose``, ``runner_for`` has them say so (``compile_notes``).
 """
+import contextlib
 import copy
+import functools
 import importlib
 import json
 import warnings
@@ -70,8 +74,23 @@ def training_regularisers(model, users, movies, batch_size):
     return out
 
 
+NO_NOTES = contextlib.nullcontext()
+
+
+def first_call_notes(run):
+    """A runner's ``run`` whose first call has its ``notes`` active (``compile_notes``): a
+    compile the probe did not cause (the layers' loops, a kernel's threaded variant) speaks."""
+    @functools.wraps(run)
+    def first_call_speaks(self, *args):
+        notes, self.notes = self.notes, NO_NOTES
+        with notes:
+            return run(self, *args)
+    return first_call_speaks
+
+
 class LayerRunner:
     """Any model: its layers' forward/backward, then the optimiser's step, table by table."""
+    notes = NO_NOTES
 
     def __init__(self, model, regularisers):
         self.model, self.regularisers = model, regularisers
@@ -89,6 +108,7 @@ class LayerRunner:
                 l2, rows = numba_adam.l2_factors(regularisers.get(name), p)
                 self.l2[name] = (p.dtype.type(l2), rows)
 
+    @first_call_notes
     def run(self, batches, lrs, first, last):
         model, opt = self.model, self.model.optimizer
         order, losses = to_xp(batches.order, model.xp), []
@@ -129,20 +149,23 @@ class LayerRunner:
         opt.iterations += 1
         for name, layer, pn in self.tables:
             p = layer.params[pn]
-            rows = layer.rows() if opt.lazy and hasattr(layer, "rows") else self.no_rows
+            lazy = opt.lazy and hasattr(layer, "rows")
+            rows = layer.rows() if lazy else self.no_rows
             step_arrays(two_d(p), two_d(layer.grads[pn]), two_d(opt.slot(name, "m", p)),
-                        two_d(opt.slot(name, "v", p)), *self.l2[name], rows, len(rows), steps, b,
-                        rows is not self.no_rows, threads)
+                        two_d(opt.slot(name, "v", p)), *self.l2[name], rows, steps, b,
+                        *self.kernels.compile_time(lazy, threads))
 
 
 class FusedRunner:
     """A registered whole-model kernel (``fast/<module>.py``'s ``Trainer``)."""
+    notes = NO_NOTES
 
     def __init__(self, model, module, adapter, regularisers):
         self.module = module
         kernel = importlib.import_module(f"minirec.fast.{module}")
         self.trainer = kernel.Trainer(model, adapter, regularisers)
 
+    @first_call_notes
     def run(self, batches, lrs, first, last):
         return self.trainer.run(batches, lrs, first, last)
 
@@ -158,15 +181,35 @@ def registered_kernel(model, optimizer=None):
     return FUSED_KERNELS.get(type(model), {}).get(model.backend)  # type(): the exact class
 
 
-def runner_for(model, users, movies, batch_size):
-    """The runner that trains ``model`` in this ``fit``: the one place the choice is made."""
+def runner_for(model, users, movies, batch_size, verbose=0):
+    """The runner that trains ``model`` in this ``fit``: the one place the choice is made.
+    With ``verbose``, a Numba compile in the probe or the first ``run`` says what it compiles."""
     guards.unregistered_layers(model)
     guards.check_lookups(model, model.optimizer)
     regularisers = training_regularisers(model, users, movies, batch_size)
     entry = registered_kernel(model)
-    if entry is not None and agrees_with_layers(model, *entry):
-        return FusedRunner(model, *entry, regularisers)
-    return LayerRunner(model, regularisers)
+    notes = compile_notes(model, entry) if verbose and model.backend == "numba" else NO_NOTES
+    with notes:
+        fused = entry is not None and agrees_with_layers(model, *entry)
+    runner = FusedRunner(model, *entry, regularisers) if fused else LayerRunner(model, regularisers)
+    runner.notes = notes
+    return runner
+
+
+def compile_notes(model, entry):
+    """What prints while Numba compiles for ``model`` (``fast.CompileNotes``): the kernel of
+    ``entry`` (module, adapter) in each dtype its probe needs, or the layers' loops."""
+    from ..fast import SECONDS_PER_DTYPE, CompileNotes
+    name = type(model).__name__
+    if entry is None:
+        return CompileNotes(f"Numba is compiling Adam's table step (minirec/fast/numba_adam.py) "
+                            f"and the layers' loops (numba_ops.py) for {name} in {model.dtype}",
+                            SECONDS_PER_DTYPE["layers"])
+    dtypes = probe_dtypes(model)
+    why = (" (float64 for the probe that checks it against the layers)" if len(dtypes) > 1 else "")
+    return CompileNotes(f"Numba is compiling the fused kernel minirec/fast/{entry[0]}.py for "
+                        f"{name} in {' and '.join(map(str, dtypes))}{why}",
+                        SECONDS_PER_DTYPE.get(entry[0], 5) * len(dtypes))
 
 
 def describe(model):
@@ -261,8 +304,7 @@ def agrees_with_layers(model, module, adapter):
     the layers (``TOLERANCE``). A disagreement warns once, naming the dtype."""
     key = probe_key(model, module, model.optimizer)
     if key not in _VERDICTS:
-        dtypes = sorted({np.dtype(np.float64), model.dtype}, key=str)
-        failed = [dt for dt in dtypes if not _probe(model, module, adapter, dt)]
+        failed = [dt for dt in probe_dtypes(model) if not _probe(model, module, adapter, dt)]
         _VERDICTS[key] = not failed
         if failed:
             warnings.warn(f"the fused kernel minirec/fast/{module}.py does not give the same "
@@ -270,6 +312,12 @@ def agrees_with_layers(model, module, adapter):
                           f"{' and '.join(map(str, failed))} (was the reference code changed?); "
                           "training through the layers instead", RuntimeWarning, stacklevel=4)
     return _VERDICTS[key]
+
+
+def probe_dtypes(model):
+    """The dtypes the probe runs in: float64 (where a slip shows above rounding) and the
+    model's own (float32: what trains); once for a float64 model."""
+    return sorted({np.dtype(np.float64), model.dtype}, key=str)
 
 
 def _probe(model, module, adapter, dtype):
@@ -282,6 +330,7 @@ def _probe(model, module, adapter, dtype):
     for backend, fused in (("numpy", False), (model.backend, True)):
         tiny = type(model)(n_users=5, n_movies=6, n_factors=3, **config, dtype=dtype, seed=0,
                            backend=backend)
+        tiny.threads = model.threads  # so the probe compiles the kernel the run will use
         tiny.compile(copy.copy(model.optimizer))
         tiny.optimizer.reset()
         xp = tiny.xp
