@@ -55,7 +55,8 @@ def train(cls, kwargs, backend, dtype=np.float64, lazy=False, fused=True, epochs
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
 @pytest.mark.parametrize("cls, kwargs", CASES, ids=ids)
-def test_every_backend_trains_like_the_reference(fast_backend, cls, kwargs, lazy, dtype, fused):
+def test_every_backend_trains_like_the_reference(fast_backend, cls, kwargs, lazy, dtype, fused,
+                                                  host_draws):
     ref, ref_hist = train(cls, kwargs, "numpy", dtype, lazy)
     other, hist = train(cls, kwargs, fast_backend, dtype, lazy, fused)
     tol = 1e-9 if dtype == np.float64 else 1e-4
@@ -69,7 +70,7 @@ def test_every_backend_trains_like_the_reference(fast_backend, cls, kwargs, lazy
 
 
 @pytest.mark.parametrize("cls, kwargs", CASES, ids=ids)
-def test_one_cycle_schedules_reach_every_backend(fast_backend, cls, kwargs):
+def test_one_cycle_schedules_reach_every_backend(fast_backend, cls, kwargs, host_draws):
     users, movies, y = data()
     models = []
     for backend in ("numpy", fast_backend):
@@ -148,7 +149,8 @@ class GMFPlusMLP(Model):
         self.c.backward(dc)
 
 
-def test_a_fourth_model_from_the_layers_trains_on_every_backend_without_kernel_code(fast_backend):
+def test_a_fourth_model_from_the_layers_trains_on_every_backend_without_kernel_code(fast_backend,
+                                                                                    host_draws):
     results = []
     for backend in ("numpy", fast_backend):
         users, movies, y = data()
