@@ -577,7 +577,8 @@ cuda.get_device_id = lambda: 0
 cuda.runtime = types.ModuleType("cupy.cuda.runtime")
 cuda.runtime.getDeviceCount = lambda: 1
 cuda.runtime.getDeviceProperties = lambda device: {
-    "name": b"CuPy stand-in (NumPy on the CPU)", "totalGlobalMem": MEMORY, "major": 0, "minor": 0}
+    "name": b"CuPy stand-in (NumPy on the CPU)", "totalGlobalMem": MEMORY, "major": 0, "minor": 0,
+    "multiProcessorCount": 2, "maxThreadsPerMultiProcessor": 2048}
 cuda.runtime.driverGetVersion = lambda: 0
 cuda.runtime.runtimeGetVersion = lambda: 0
 get_default_memory_pool = _MemoryPool

@@ -1,5 +1,6 @@
 """One program on every backend: each model, and models the library has never seen, train to the
-same numbers as the NumPy reference on numba (and cupy where a GPU is present).
+same numbers as the NumPy reference on numba and cupy (on a card where present, else on the CPU
+stand-in, tests/cupy_standin.py).
 
 ``fast_backend`` runs over numba and cupy (each skipped with its reason where missing). Float64
 runs must agree to 1e-9; float32 to 1e-4 (sums run in another order, and over a few hundred
