@@ -28,6 +28,10 @@ What it does as CuPy 14.2 does (read from CuPy's source, tag v14.2.0: ``cupy/_co
   that expects a GPU draw to equal a CPU one fails here as it would on the card).
 * ``repeat`` takes a device array of counts (CuPy 14.1 and later; 14.0 and 13 refused it).
 
+Its arithmetic is NumPy's, bit for bit, unless ``MINIREC_STANDIN_ULPS=<seed>`` moves each fused
+kernel's outputs and each scatter-add's rows by up to one ulp, as a GPU's rounding would: a
+test whose tolerance holds only for NumPy's exact rounding then fails here too.
+
 Stricter than CuPy on purpose, in one respect: CuPy forwards a NumPy function or ufunc called on
 its arrays to its own (NEP 13/18: ``np.sqrt(a)`` runs ``cupy.sqrt``) and returns a device array
 where the code may expect a host one. minirec's array code calls ``xp``, so here the call
@@ -35,6 +39,7 @@ raises, naming the function. (``np.float32(2) * a`` is arithmetic, and works.) F
 than ufuncs also want a device array first (``cupy.unique(host)`` raises).
 """
 import builtins
+import os
 import re
 import sys
 import types
@@ -45,6 +50,22 @@ __version__ = "14.2.0"
 STANDIN = True  # minirec.backend: counts as a device for backend="cupy", never chosen by "auto"
 _PY_SCALARS = (int, float, bool, complex)
 _fusing = 0  # > 0 while a fused function is traced (see Fusion)
+# MINIREC_STANDIN_ULPS=<seed>: the GPU's rounding, roughly. A fused kernel's outputs and the rows a
+# scatter-add touched move by up to one unit in the last place (nvcc contracts a*b + c into one
+# fused multiply-add; atomic adds run in no fixed order), so a test whose tolerance holds only
+# for NumPy's exact rounding fails here as it would on a card. Off by default.
+_ULPS = (np.random.default_rng(int(os.environ["MINIREC_STANDIN_ULPS"]))
+         if os.environ.get("MINIREC_STANDIN_ULPS") else None)
+
+
+def _rounded_like_a_gpu(a):
+    """``a`` (a float NumPy array, changed in place) one ulp nearer zero, one further, or as it
+    was, entry by entry (never across zero: a second moment stays >= 0)."""
+    if _ULPS is not None and a.dtype.kind == "f" and a.size:
+        step = _ULPS.integers(-1, 2, a.shape)
+        away, toward = np.nextafter(a, np.copysign(np.inf, a)), np.nextafter(a, 0)
+        a[...] = np.where(a == 0, a, np.where(step > 0, away, np.where(step < 0, toward, a)))
+    return a
 
 
 def _scalar(x):
@@ -303,6 +324,9 @@ def _at(op, a, indices, value):
         raise TypeError("cupy.add.at only supports int32, int64, float16, float32, float64, "
                         "uint32, uint64 as data type")
     np.add.at(a._a, _index(indices), v)
+    if _ULPS is not None:
+        rows = np.unique(np.asarray(_index(indices)).ravel())
+        a._a[rows] = _rounded_like_a_gpu(a._a[rows])
 
 
 _OPERATORS = {"add", "subtract", "multiply", "true_divide", "divide", "floor_divide", "remainder",
@@ -459,7 +483,8 @@ class Fusion:
             _fusing -= 1
         shape = np.broadcast_shapes(*(a.shape for a in args if isinstance(a, ndarray)))
         outs = out if isinstance(out, tuple) else (out,)
-        fresh = tuple(ndarray._of(np.array(np.broadcast_to(_operand(o), shape))) for o in outs)
+        fresh = tuple(ndarray._of(_rounded_like_a_gpu(np.array(np.broadcast_to(_operand(o), shape))))
+                      for o in outs)
         return fresh if isinstance(out, tuple) else fresh[0]
 
 
