@@ -3,7 +3,7 @@
 Run on a machine with CuPy and a CUDA GPU (``benchmarks/gpu_device.sh`` runs the gpu tests
 first, then this)::
 
-    python benchmarks/gpu_check.py [--skip-tests] [--budget 210] [--out DIR] [--data DIR]
+    python benchmarks/gpu_check.py [--skip-tests] [--budget 170] [--out DIR] [--data DIR]
     python benchmarks/gpu_check.py --make-data DIR     # only generate the synthetic sets
 
 A dry run anywhere: ``--standin`` puts tests/cupy_standin.py in CuPy's place (NumPy on the CPU)
@@ -153,7 +153,7 @@ def attempt(func, *args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-tests", action="store_true", help="do not run the gpu tests first")
-    parser.add_argument("--budget", type=float, default=210.0,
+    parser.add_argument("--budget", type=float, default=170.0,
                         help="seconds for the timings; what is left when they run out is skipped")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for the table (default $OUT)")
     parser.add_argument("--data", help="folder caching the synthetic sets (.npz)")
