@@ -18,6 +18,7 @@ auto       cupy if a GPU works,    —
 Nothing here imports Numba or CuPy at import time: ``import minirec`` stays quick.
 """
 import os
+import sys
 import types
 from pathlib import Path
 
@@ -49,12 +50,19 @@ def default_threads():
 
 
 def cupy_available():
-    """True when CuPy imports and sees at least one CUDA device."""
+    """True when CuPy imports and sees at least one CUDA device. (minirec's own tests may put a
+    CPU stand-in in CuPy's place, ``tests/cupy_standin.py``: it counts here, so that
+    ``backend="cupy"`` runs on it, but ``"auto"`` never chooses it.)"""
     try:
         import cupy
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # ImportError, or CUDA driver/runtime errors
         return False
+
+
+def _gpu_for_auto():
+    """A real GPU, for ``backend="auto"`` (not the tests' stand-in)."""
+    return cupy_available() and not getattr(sys.modules.get("cupy"), "STANDIN", False)
 
 
 def numba_available():
@@ -71,7 +79,7 @@ def resolve_backend(name=None):
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "auto":
-        if cupy_available():
+        if _gpu_for_auto():
             return "cupy"
         return "numba" if numba_available() else "numpy"
     if name == "cupy" and not cupy_available():
@@ -147,6 +155,8 @@ def compiled(fn, xp, record=None):
             _COMPILED[fn] = xp.fuse(rebound)
         else:
             n_fields = len(record._fields)
-            fused = xp.fuse(lambda *args: rebound(*args[:-n_fields], record(*args[-n_fields:])))
+            # named: CuPy names the kernel after the function, and "<lambda>" does not compile
+            fused = xp.fuse(kernel_name=fn.__name__)(
+                lambda *args: rebound(*args[:-n_fields], record(*args[-n_fields:])))
             _COMPILED[fn] = lambda *args: fused(*args[:-1], *args[-1])
     return _COMPILED[fn]

@@ -1,5 +1,6 @@
 """One program on every backend: each model, and models the library has never seen, train to the
-same numbers as the NumPy reference on numba (and cupy where a GPU is present).
+same numbers as the NumPy reference on numba and cupy (on a card where present, else on the CPU
+stand-in, tests/cupy_standin.py).
 
 ``fast_backend`` runs over numba and cupy (each skipped with its reason where missing). Two
 backends sum in different orders, so their weights may drift apart by what ``tolerances.adam_run``
@@ -107,7 +108,8 @@ def assert_losses_close(ref_hist, hist, start, ref, bound, dropout=(0.0, 0.0), l
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("lazy", [False, True], ids=["dense", "lazy"])
 @pytest.mark.parametrize("cls, kwargs", CASES, ids=ids)
-def test_every_backend_trains_like_the_reference(fast_backend, cls, kwargs, lazy, dtype, fused):
+def test_every_backend_trains_like_the_reference(fast_backend, cls, kwargs, lazy, dtype, fused,
+                                                  host_draws):
     batch_size = 16 if dtype == np.float64 else 250  # float32: 13 steps instead of 201
     ref, ref_hist = train(cls, kwargs, "numpy", dtype, lazy, batch_size=batch_size)
     other, hist = train(cls, kwargs, fast_backend, dtype, lazy, fused, batch_size=batch_size)
@@ -120,7 +122,7 @@ def test_every_backend_trains_like_the_reference(fast_backend, cls, kwargs, lazy
 
 
 @pytest.mark.parametrize("cls, kwargs", CASES, ids=ids)
-def test_one_cycle_schedules_reach_every_backend(fast_backend, cls, kwargs):
+def test_one_cycle_schedules_reach_every_backend(fast_backend, cls, kwargs, host_draws):
     users, movies, y = data()
     models = []
     for backend in ("numpy", fast_backend):
@@ -200,7 +202,8 @@ class GMFPlusMLP(Model):
         self.c.backward(dc)
 
 
-def test_a_fourth_model_from_the_layers_trains_on_every_backend_without_kernel_code(fast_backend):
+def test_a_fourth_model_from_the_layers_trains_on_every_backend_without_kernel_code(fast_backend,
+                                                                                    host_draws):
     results = []
     for backend in ("numpy", fast_backend):
         users, movies, y = data()

@@ -6,6 +6,7 @@ import pytest
 import tolerances as tol
 
 from minirec import Adam, DotProduct, DotProductBias
+from minirec.backend import to_numpy
 from minirec.tools.analysis import ranking_metrics
 from minirec.data.movielens import Ratings
 from minirec.data.synthetic import synthetic_movielens
@@ -48,8 +49,8 @@ def test_lr_find_sweeps_exponentially_stops_on_blow_up_and_leaves_the_model_alon
     ds, train, _ = toy(6000)
     model = DotProductBias(ds.n_users, ds.n_movies, n_factors=4, seed=0, backend=backend)
     model.compile(Adam(0.003)).fit(train.x, train.y, epochs=1, verbose=0)
-    before = {k: np.array(v).copy() for k, v in model.params.items()}
-    state = {k: {s: np.array(a).copy() for s, a in v.items()} for k, v in model.optimizer.state.items()}
+    before = {k: to_numpy(v).copy() for k, v in model.params.items()}
+    state = {k: {s: to_numpy(a).copy() for s, a in v.items()} for k, v in model.optimizer.state.items()}
     steps, shuffle = model.optimizer.iterations, model.shuffle_rng.bit_generator.state
     finder = model.lr_find(train.x, train.y, num_it=60, batch_size=32)
     ratios = np.array(finder.lrs[1:]) / np.array(finder.lrs[:-1])
@@ -61,10 +62,10 @@ def test_lr_find_sweeps_exponentially_stops_on_blow_up_and_leaves_the_model_alon
     assert finder.losses[-1] > 4 * min(finder.losses) or not np.isfinite(finder.raw_losses[-1])
     assert finder.suggestion == pytest.approx(finder.lrs[int(np.argmin(finder.losses))] / 10)
     for k, v in before.items():
-        np.testing.assert_array_equal(np.array(model.params[k]), v)
+        np.testing.assert_array_equal(to_numpy(model.params[k]), v)
     for k, v in state.items():
         for s, a in v.items():
-            np.testing.assert_array_equal(np.array(model.optimizer.state[k][s]), a)
+            np.testing.assert_array_equal(to_numpy(model.optimizer.state[k][s]), a)
     assert model.optimizer.iterations == steps and model.optimizer.lr == 0.003
     assert model.shuffle_rng.bit_generator.state == shuffle
 

@@ -223,7 +223,8 @@ class LearnerModel(Model):
         self.q.backward(dprod * self.pu)
 
 
-def test_a_registered_learners_model_saves_loads_by_name_and_trains_everywhere(tmp_path, fast_backend):
+def test_a_registered_learners_model_saves_loads_by_name_and_trains_everywhere(tmp_path, fast_backend,
+                                                                               host_draws):
     users, movies, y = data()
     results = []
     for backend in ("numpy", fast_backend):
