@@ -16,7 +16,7 @@ from ..train import guards
 from ..backend import array_module, default_threads, numba_available, resolve_backend, seeded_rngs, to_numpy, to_xp
 from ..nn.layers import Embedding, EmbeddingBag, Layer
 from ..nn.losses import L2, mse_of
-from ..train.objectives import MSE, objective
+from ..train.objectives import MSE, from_settings, objective
 from ..train.lr_find import lr_find
 from ..nn.ops import ops_for
 from ..nn.optim import one_cycle_lr
@@ -187,6 +187,7 @@ class Model:
     def predict(self, x, batch_size=65536):
         """r̂ for ``x = [users, movies]`` (the forward pass without dropout, in chunks), as NumPy."""
         users, movies = inputs.pairs(x, self.n_users, self.n_movies, self.xp)
+        batch_size = inputs.batch_size(batch_size, len(users))  # -1 refused, not an empty answer
         out = [self.forward(users[i:i + batch_size], movies[i:i + batch_size], False)
                for i in range(0, len(users), batch_size)]
         return to_numpy(self.xp.concatenate(out)) if out else np.empty(0, self.dtype)
@@ -236,8 +237,8 @@ class Model:
     def save_weights(self, path, data=None, seed=None, train_fraction=0.8):  # see weights.py
         return save_weights(self, path, data, seed, train_fraction)
 
-    def load_weights(self, path):
-        return load_weights(self, path)
+    def load_weights(self, path):  # and the objective the file records (weights.py)
+        return load_weights(self, path, objective_from=from_settings)
 
     def remap(self, what, order):
         """Follow a new order of the data's ids (``weights.align``): ``order[k]`` is the old row
