@@ -77,7 +77,7 @@ def read_weights(path):
         raise WeightsError(f"{path}: its contents do not match the digest saved with them: the "
                            "file was damaged or edited after it was saved")
     ids = [arrays.pop(k, None) for k in IDS]
-    trained = read_trained([arrays.pop(k, None) for k in TRAINED], record, path)
+    trained = [arrays.pop(k, None) for k in TRAINED]
     buffers = {k[len(BUFFER):]: arrays.pop(k) for k in list(arrays) if k.startswith(BUFFER)}
     for name, a in arrays.items():
         if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
@@ -96,6 +96,7 @@ def read_weights(path):
                 if n in record and len(a) != record[n]:
                     raise WeightsError(f"{path}: {field} has {len(a):,} ids but the config says "
                                        f"{n} = {record[n]:,}")
+    trained = read_trained(trained, record, path)
     return arrays, buffers, record, None if ids[0] is None else ids, trained
 
 
@@ -103,13 +104,13 @@ def read_trained(masks, record, path):
     """The trained-row masks {"user": (U,) bool, "movie": (M,) bool}, checked, or None."""
     if masks[0] is None and masks[1] is None:
         return None
-    for field, a, n in zip(TRAINED, masks, ("n_users", "n_movies")):
+    for k, (field, a, n) in enumerate(zip(TRAINED, masks, ("n_users", "n_movies"))):
         if a is None:
-            raise WeightsError(f"{path} holds {' and '.join(f for f, m in zip(TRAINED, masks) if m is not None)} "
-                               f"without {field}")
+            raise WeightsError(f"{path} holds {TRAINED[1 - k]} without {field}")
         if a.dtype != np.bool_ or a.ndim != 1 or (record is not None and len(a) != record[n]):
             raise WeightsError(f"{path}: {field} must be one true/false per row ({n} = "
-                               f"{record[n] if record else '?'}), got {a.dtype} of shape {a.shape}")
+                               f"{f'{record[n]:,}' if record else '?'}), got {a.dtype} of shape "
+                               f"{a.shape}")
     return {"user": masks[0], "movie": masks[1]}
 
 
