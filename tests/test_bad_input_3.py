@@ -338,6 +338,16 @@ def test_a_format_3_record_without_its_digest_is_refused(tmp_path):
         model_from_weights(tmp_path / "edited.npz", ds, backend="numpy")
     with pytest.raises(WeightsError, match="format-3 record has no digest"):
         model.load_weights(tmp_path / "edited.npz")
+    model.compile(Adam()).fit(ds.x, ds.y, verbose=0)  # now it records its trained rows
+    model.save_weights(tmp_path / "t.npz", data=ds)
+
+    def short(members):
+        members["__trained_users__"] = members["__trained_users__"][:-1]
+    rewrite(tmp_path / "t.npz", tmp_path / "short.npz", arrays=short)
+    with pytest.raises(WeightsError, match=f"__trained_users__ must be one true/false per row "
+                                           f"\\(n_users = {ds.n_users}\\), got bool of shape "
+                                           f"\\({ds.n_users - 1},\\)"):
+        model_from_weights(tmp_path / "short.npz", ds, backend="numpy")
 
 
 def test_ids_are_checked_before_they_are_converted():

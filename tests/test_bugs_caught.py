@@ -139,7 +139,7 @@ def test_the_balanced_lazy_l2_of_a_bag_table_counts_ratings_not_bags():
     """Bug: the balanced lazy L2 of a bag table counting the bags that hold a row instead of
     the ratings that touch it. User 0 (three ratings) has movies 0 and 2 in their bag, user 1
     (one rating) movie 1: c = (3, 1, 3), and row k's factor is 2λ / (1 - (1 - c_k/N)^B)."""
-    users, movies, y = np.array([0, 0, 0, 1]), np.array([0, 2, 0, 1]), np.ones(4)
+    users, movies = np.array([0, 0, 0, 1]), np.array([0, 2, 0, 1])
     model = SVDpp(2, 3, n_factors=2, l2=0.1, bags=(np.array([0, 2, 3]), np.array([0, 2, 1])),
                   dtype=np.float64, backend="numpy")
     model.compile(Adam(lazy=True))

@@ -186,7 +186,7 @@ def validate(model, rated, validation_data, limit, n_batches):
         if not val_loss <= limit:
             raise Diverged(f"the validation MSE after it was {val_loss:.4g}", n_batches - 1)
         return val_loss
-    return ranking_metrics(model, rated, Ratings(vu, vm, vy), model.n_movies)["ndcg"]  # k = 10 (or M < 10)
+    return ranking_metrics(model, rated, Ratings(vu, vm, vy), model.n_movies)["ndcg"]  # k = min(10, M)
 
 
 class Diverged(Exception):
