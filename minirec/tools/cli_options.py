@@ -42,7 +42,7 @@ def check_train_flags(args, trained_by=None):
     """Refuse the flags of ``train`` that the model kind (``trained_by``: how a kind fitted
     another way than Adam trains) and the loss do not take, naming them."""
     way = ("fitted", None) if trained_by else ("adam", args.loss or "mse")
-    given = [flag for flag in TRAIN_FLAGS[("adam", "mse")]
+    given = [flag for flag in TRAIN_FLAGS[("adam", "mse")]  # the row that takes every flag
              if getattr(args, flag[2:].replace("-", "_")) not in (None, False)]
     refused = [flag for flag in given if flag not in TRAIN_FLAGS[way]]
     if refused:
