@@ -6,6 +6,7 @@ for an id the model does not know) with a message that names the bad value.
 """
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -24,6 +25,56 @@ def whole_number(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def batch_size(value, n):
+    """The one batch-size door (``fit``, ``predict``, ``evaluate``, ``lr_find``): a whole number
+    >= 1, clamped to the ``n`` rows there are. A batch larger than the data is the data: buffers
+    sized by the number asked for would be allocated for rows that do not exist."""
+    return min(whole_number("batch_size", value, 1), max(1, int(n)))
+
+
+class NotEnoughMemory(ValueError):
+    """Work refused before it allocates: the message says how much it needs and how much there is."""
+
+
+def size_text(n_bytes):
+    """A number of bytes as people read it: 183 KiB, 10.8 GiB."""
+    for unit, scale in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{int(n_bytes)} bytes"
+
+
+def available_memory(xp=np):
+    """Bytes the machine can give now: the GPU's free memory for CuPy; else Linux's
+    MemAvailable, or the physical memory elsewhere; None where it cannot be told."""
+    if xp is not np:
+        return int(xp.cuda.runtime.memGetInfo()[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory(what, n_bytes, xp=np, have=None, where=None):
+    """The one memory check, made before allocating: refuse ``what`` when its estimate
+    ``n_bytes`` is more than there is — ``have`` bytes (``where`` says whose: "the file holds"),
+    or by default what the machine has available now. Returns ``n_bytes``."""
+    if have is None:
+        have, where = available_memory(xp), "available " + ("on the GPU" if xp is not np else
+                                                             "on this machine")
+    if have is not None and n_bytes > have:
+        raise NotEnoughMemory(f"{what} needs about {size_text(n_bytes)}, more than the "
+                              f"{size_text(have)} {where}")
+    return n_bytes
 
 
 def probability(name, value):
@@ -63,8 +114,7 @@ def index_array(ids, n, what):
         whole = np.isfinite(a) & (a == np.floor(a))
         if not whole.all():
             raise ValueError(f"{what} ids must be whole-number indices, got {float(a[~whole][0])}")
-    a = a.astype(np.int64, copy=False)
-    bad = (a < 0) | (a >= n)
+    bad = (a < 0) | (a >= n)  # in the ids' own dtype: a uint64 2^63 is not -2^63
     if bad.any():
         raise KeyError(f"unknown {what} index {int(a[bad][0])}: this model knows {n} "
                        f"{what}s (indices 0..{n - 1})")

@@ -612,7 +612,7 @@ def test_recommend_refuses_a_user_whose_every_rating_was_held_out(tmp_path):
     assert minirec("train", "--data", data, "--epochs", 1, "-q", "--seed", seed, "--save",
                    tmp_path / "w.npz", cwd=tmp_path).returncode == 0
     refused(minirec("recommend", "--weights", tmp_path / "w.npz", "--data", data, "--user", 5,
-                    cwd=tmp_path), "user 5 has no ratings in the split the weights were trained on")
+                    cwd=tmp_path), "user 5 never trained (none of its ratings was a training rating)")
 
 
 def test_lesson4_refuses_a_split_without_validation_before_training(tmp_path):

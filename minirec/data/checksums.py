@@ -68,11 +68,16 @@ def _record(path, digest):
                                            "sha256": digest}})
 
 
+def is_unchanged(path):
+    """True when the ledger holds ``path``'s hash at its present size and modification time."""
+    entry, st = _read_ledger().get(str(path.resolve())), path.stat()
+    return bool(entry) and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns
+
+
 def file_hash(path):
     """sha256 of ``path``, from the ledger when the file has not changed since it was hashed."""
-    entry, st = _read_ledger().get(str(path.resolve())), path.stat()
-    if entry and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns:
-        return entry["sha256"]
+    if is_unchanged(path):
+        return _read_ledger()[str(path.resolve())]["sha256"]
     digest = sha256(path)
     _record(path, digest)
     return digest
@@ -81,7 +86,9 @@ def file_hash(path):
 def verify(folder, name, expected, again=False):
     """Refuse a cached release whose ratings file is missing, or is not the release's bytes.
     The hash comes from the ledger while the file's size and modification time are unchanged;
-    ``again=True`` hashes the file itself (``minirec download NAME --verify``)."""
+    ``again=True`` hashes the file itself (``minirec download NAME --verify``). Returns a note
+    saying so when the ledger's hash was trusted (an edit that kept both would go unseen), else
+    None."""
     ratings = ratings_file(folder)
     if ratings is None or ratings.stat().st_size == 0:
         raise DataError(f"the cached {name} in {folder} holds no ratings file (an interrupted "
@@ -92,6 +99,7 @@ def verify(folder, name, expected, again=False):
             raise DataError(f"{ratings} has no checksum to verify against: minirec has none "
                             f"recorded for {name} and did not download this copy")
         return  # nothing recorded to check against, and not downloaded by minirec
+    trusted = not again and is_unchanged(ratings)
     got = sha256(ratings) if again else file_hash(ratings)
     if again:
         _record(ratings, got)
@@ -99,6 +107,10 @@ def verify(folder, name, expected, again=False):
         raise DataError(f"{ratings} is not the {name} release: its sha256 is {got}, expected "
                         f"{expected} (truncated, edited, or another release under this name?). "
                         f"{refetch_hint(name)}")
+    if trusted:
+        return (f"{ratings} has the size and modification time it had when it was hashed, so "
+                f"it was not hashed again; `minirec download {name} --verify` hashes it anew")
+    return None
 
 
 def _record_download(ratings, digest):

@@ -70,27 +70,30 @@ def default_data_home():
     return cache_home()
 
 
-def locate(name_or_path, data_home=None, download=True, force=False, verify_again=False):
+def locate(name_or_path, data_home=None, download=True, force=False, verify_again=False,
+           tell=False):
     """The folder that holds ``name_or_path``'s files, downloading the release if needed;
     ``force=True`` downloads a known release again, replacing the cached copy;
-    ``verify_again=True`` hashes a cached release's ratings file even if the ledger has it."""
+    ``verify_again=True`` hashes a cached release's ratings file even if the ledger has it.
+    ``tell=True`` returns (folder, note): the note says how a cached copy was trusted without
+    being hashed now (by its recorded size and time), or is None."""
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and not force:
-        return path
+    folder, note = path, None
     name = str(name_or_path)
-    home = Path(data_home) if data_home is not None else default_data_home()
-    folder = home / name
-    if name not in RELEASES:
-        if folder.is_dir():  # a folder of the data home that is not a release name
-            return folder
-        raise DataNotFound(f"{name!r} is neither a folder, nor a folder in {home}, nor a known "
-                           f"release ({', '.join(RELEASES)})")
-    if folder.is_dir() and not force:
-        verify(folder, name, RELEASES[name][2], again=verify_again)
-        return folder
-    if not download:
-        raise DataNotFound(f"{name} is not in {home} and download=False. " + how_to_point(name))
-    return fetch(name, home, force=force)
+    if not (path.is_dir() and not force):
+        home = Path(data_home) if data_home is not None else default_data_home()
+        folder = home / name
+        if name not in RELEASES:
+            if not folder.is_dir():  # not a folder of the data home either
+                raise DataNotFound(f"{name!r} is neither a folder, nor a folder in {home}, nor a "
+                                   f"known release ({', '.join(RELEASES)})")
+        elif folder.is_dir() and not force:
+            note = verify(folder, name, RELEASES[name][2], again=verify_again)
+        elif not download:
+            raise DataNotFound(f"{name} is not in {home} and download=False. " + how_to_point(name))
+        else:
+            folder = fetch(name, home, force=force)
+    return (folder, note) if tell else folder
 
 
 def how_to_point(name):
@@ -116,7 +119,11 @@ def fetch(name, home, url=None, force=False):
         if (home / name).is_dir() and not force:
             verify(home / name, name, sha)
             return home / name
-        work = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=home))
+        try:
+            work = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=home))
+        except OSError as e:  # a read-only data home, say: name it, not a hidden temporary
+            raise DataNotFound(f"cannot write the download of {name} into {home} "
+                               f"({e.strerror or e}). " + how_to_point(name)) from None
         try:
             archive = work / zip_name
             download(url, archive)

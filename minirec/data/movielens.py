@@ -26,6 +26,8 @@ FOLDS_100K = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 COLUMNS = ["userId", "movieId", "rating", "timestamp"]
 DUPLICATES = ("all", "first", "last")
 EXACT = 2 ** 53  # beyond this a float64 id no longer holds every integer
+EXPECTED = {"rating": "a number",  # what each column holds, for the message that refuses it
+            "timestamp": "a Unix time (whole seconds since 1970; a date is not read)"}
 
 
 class Ratings:
@@ -132,8 +134,10 @@ def load_movielens(name_or_path="ml-latest-small", data_home=None, download=True
     """
     if duplicates not in DUPLICATES:
         raise ValueError(f"duplicates must be one of {', '.join(DUPLICATES)}, got {duplicates!r}")
-    folder = locate(name_or_path, data_home, download)
-    return read_release(folder, name=Path(name_or_path).name, duplicates=duplicates)
+    folder, checked = locate(name_or_path, data_home, download, tell=True)
+    ds = read_release(folder, name=Path(name_or_path).name, duplicates=duplicates)
+    ds.checked = checked  # how a cached release was checked, when it was not hashed now
+    return ds
 
 
 # ----- parsing --------------------------------------------------------------------------------
@@ -255,7 +259,7 @@ def check_column(column, col, path, header):
         value = column.iloc[row]
         value = repr(value) if isinstance(value, str) else value
         raise DataError(f"{path}: line {line_of(path, row, header)}: {col} is {value}, "
-                        f"not {'a number' if col == 'rating' else 'an integer id'}"
+                        f"not {EXPECTED.get(col, 'an integer id')}"
                         + (" (truncated line?)" if pd.isna(column.iloc[row]) else ""))
     return values
 

@@ -6,7 +6,8 @@ an ``EmbeddingBag``), and ``__config__``, a JSON record of the model (class, con
 arguments, dtype, a digest of the whole) and, when the data set is given to ``save_weights``,
 of what it was trained on: the data set's name, a fingerprint of its ratings and how duplicates
 were kept, the split (seed and training fraction), and the user and movie ids in row order
-(``__user_ids__``, ``__movie_ids__``).
+(``__user_ids__``, ``__movie_ids__``); and which rows training used (``__trained_users__``,
+``__trained_movies__``: ``model.trained_rows``), so that a row that never trained is not served.
 
 Reading trusts nothing (``read_weights``, below). ``load_weights`` also compares the
 record with the model it loads into and refuses a difference in any setting, naming both
@@ -27,6 +28,8 @@ from .files import atomic_write
 FORMAT = 3  # 1: weights and config; 2: also the data, split and ids; 3: also buffers, digest
 BUFFER = "__buffer__/"
 IDS = ("__user_ids__", "__movie_ids__")
+TRAINED = ("__trained_users__", "__trained_movies__")  # optional in format 3
+OBJECTIVES = ("mse", "bpr", "ease")  # the objectives a record may name (train/objectives.py)
 
 
 class WeightsError(ValueError):
@@ -46,7 +49,8 @@ def digest(arrays, record):
 
 
 def read_weights(path):
-    """(parameter arrays, buffers, record or None, stored ids or None) from a weights file."""
+    """(parameter arrays, buffers, record or None, stored ids or None, trained rows or None)
+    from a weights file."""
     try:
         with open(path, "rb") as f:
             head = f.read(6)
@@ -67,10 +71,14 @@ def read_weights(path):
         raise WeightsError(f"{path} is not a minirec weights file (empty, truncated or another "
                            f"format: {type(e).__name__})") from None
     record = read_record(arrays.pop("__config__", None), path)
+    if record is not None and record.get("format", 1) >= 3 and "digest" not in record:
+        raise WeightsError(f"{path}: its format-{record['format']} record has no digest, which "
+                           "every such file is saved with: it was edited after it was saved")
     if record is not None and "digest" in record and digest(arrays, record) != record["digest"]:
         raise WeightsError(f"{path}: its contents do not match the digest saved with them: the "
                            "file was damaged or edited after it was saved")
     ids = [arrays.pop(k, None) for k in IDS]
+    trained = [arrays.pop(k, None) for k in TRAINED]
     buffers = {k[len(BUFFER):]: arrays.pop(k) for k in list(arrays) if k.startswith(BUFFER)}
     for name, a in arrays.items():
         if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
@@ -89,7 +97,22 @@ def read_weights(path):
                 if n in record and len(a) != record[n]:
                     raise WeightsError(f"{path}: {field} has {len(a):,} ids but the config says "
                                        f"{n} = {record[n]:,}")
-    return arrays, buffers, record, None if ids[0] is None else ids
+    trained = read_trained(trained, record, path)
+    return arrays, buffers, record, None if ids[0] is None else ids, trained
+
+
+def read_trained(masks, record, path):
+    """The trained-row masks {"user": (U,) bool, "movie": (M,) bool}, checked, or None."""
+    if masks[0] is None and masks[1] is None:
+        return None
+    for k, (field, a, n) in enumerate(zip(TRAINED, masks, ("n_users", "n_movies"))):
+        if a is None:
+            raise WeightsError(f"{path} holds {TRAINED[1 - k]} without {field}")
+        if a.dtype != np.bool_ or a.ndim != 1 or (record is not None and len(a) != record[n]):
+            raise WeightsError(f"{path}: {field} must be one true/false per row ({n} = "
+                               f"{f'{record[n]:,}' if record else '?'}), got {a.dtype} of shape "
+                               f"{a.shape}")
+    return {"user": masks[0], "movie": masks[1]}
 
 
 def read_member(z, info, path):
@@ -144,9 +167,9 @@ def read_record(array, path):
     check_fields(record.get("data"), {"name": str, "n_ratings": int, "ratings_sha256": str},
                  "data", path)
     check_fields(record.get("objective"), {"name": str}, "objective", path)
-    if "objective" in record and record["objective"]["name"] not in ("mse", "bpr", "ease"):
+    if "objective" in record and record["objective"]["name"] not in OBJECTIVES:
         raise WeightsError(f"{path}: its objective {record['objective']['name']!r} is not one "
-                           "minirec knows (mse, bpr, ease)")
+                           f"minirec knows ({', '.join(OBJECTIVES)})")
     check_fields(record.get("split"), {"seed": int, "train_fraction": (int, float)}, "split", path)
     if "split" in record and not 0 < record["split"]["train_fraction"] < 1:
         raise WeightsError(f"{path}: its split's train_fraction is "
@@ -170,6 +193,9 @@ def check_ids(a, field, path):
     if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
         raise WeightsError(f"{path}: {field} must be a 1-D array of whole-number ids, got "
                            f"{a.dtype} of shape {a.shape}")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:  # before any cast
+        raise WeightsError(f"{path}: {field} holds the id {int(a.max())}, past the largest id "
+                           f"minirec reads ({np.iinfo(np.int64).max})")
     if len(np.unique(a)) != len(a):
         raise WeightsError(f"{path}: {field} repeats ids, so two rows would claim one id")
 
@@ -211,6 +237,9 @@ def save_weights(model, path, data=None, seed=None, train_fraction=0.8):
                           "duplicates": getattr(data, "duplicates", "all")}
         arrays[IDS[0]] = np.asarray(data.user_ids, np.int64)
         arrays[IDS[1]] = np.asarray(data.movie_ids, np.int64)
+    trained = getattr(model, "trained_rows", None)
+    if trained is not None:
+        arrays[TRAINED[0]], arrays[TRAINED[1]] = trained["user"], trained["movie"]
     if seed is not None:
         record["split"] = {"seed": int(seed), "train_fraction": float(train_fraction)}
     record["digest"] = digest(arrays, record)
@@ -223,10 +252,13 @@ def save_weights(model, path, data=None, seed=None, train_fraction=0.8):
 SETTINGS_NOT_COMPARED = ("format", "data", "split", "dtype", "digest", "objective")
 
 
-def load_weights(model, path):
-    """Copy a file's weights into ``model``; names, shapes and settings are checked first, so a
-    refused file leaves the model as it was."""
-    arrays, buffers, record, _ = read_weights(path)
+def load_weights(model, path, objective_from=None):
+    """Copy a file's weights into ``model``, and the rows they trained (``model.trained_rows``,
+    None for a file that does not say); names, shapes and settings are checked first, so a
+    refused file leaves the model as it was. ``objective_from(settings)`` (``Model.load_weights``
+    passes ``objectives.from_settings``) makes the objective the file records the model's: BPR
+    weights stay a ranker, whose scores ``evaluate`` refuses to read as ratings."""
+    arrays, buffers, record, _, trained = read_weights(path)
     mine = model.params
     if set(arrays) != set(mine):
         raise WeightsError(f"weights file {path} holds {sorted(arrays)}, but this "
@@ -262,6 +294,9 @@ def load_weights(model, path):
             except (ValueError, KeyError) as e:
                 raise WeightsError(f"{path}: the buffers of {ln} are damaged ({e})") from None
     model.set_params(arrays)
+    model.trained_rows = trained
+    if objective_from is not None:
+        model.objective = objective_from((record or {}).get("objective"))
     return model
 
 

@@ -37,6 +37,7 @@ from .. import inputs
 from ..nn.activations import Clip
 from ..backend import to_numpy, to_xp
 from ..nn.layers import Embedding, Offset
+from ..train.objectives import mark_trained
 from .recommender import DotProductBias
 from .registry import register
 
@@ -140,6 +141,13 @@ def check_affine(model, name, layer, users, movies):
                          "or a layer such as ReLU between the table and the output?)")
 
 
+def noise_precision(residual, prior, rng):
+    """α from its posterior given the residuals r_n - r̂_n (step 3): Gamma with shape
+    a0 + N/2 and *rate* b0 + Σ residual²/2. NumPy's ``gamma`` takes the scale, 1/rate."""
+    rate = prior.b0 + residual @ residual / 2
+    return rng.gamma(prior.a0 + len(residual) / 2, 1 / rate)
+
+
 def sample(model, x, y, samples=200, burn_in=50, thin=1, prior=None, seed=0, callback=None):
     """Run the chain on training ratings (``x = [users, movies]``, ``y``); returns the list of
     kept draws, each {parameter: NumPy array}, and leaves the model at the last draw.
@@ -166,7 +174,7 @@ def sample(model, x, y, samples=200, burn_in=50, thin=1, prior=None, seed=0, cal
             draw = means + model.xp.linalg.solve(L.transpose(0, 2, 1), z[..., None])[..., 0]
             p[...] = draw.reshape(p.shape)
         residual = to_numpy(y - model.forward(users, movies, training=False)).astype(np.float64)
-        alpha = rng.gamma(prior.a0 + len(residual) / 2, 1 / (prior.b0 + residual @ residual / 2))
+        alpha = noise_precision(residual, prior, rng)
         if s >= burn_in and (s - burn_in) % thin == 0:
             kept.append({k: to_numpy(v).copy() for k, v in model.params.items()})
         if callback is not None:
@@ -199,22 +207,51 @@ class BPMF(DotProductBias):
         r̂ = clip( (1/S) Σ_s (u_i^s · m_j^s + b_i^s + b_j^s),  lo, hi )
 
     held exactly as one ``DotProductBias``: the S draws' tables side by side, each scaled by
-    1/√S (so the dot products average), the biases averaged, and a ``Clip`` into the training
-    ratings' range as the output step. ``rank`` is F of one draw; ``samples`` sweeps are run,
+    1/√S (so the dot products average), the biases averaged, and a ``Clip`` into (lo, hi) as
+    the output step: ``clip``, or by default the training ratings' range, which ``fit`` sets
+    (and the weights file records). ``rank`` is F of one draw; ``samples`` sweeps are run,
     the first ``burn_in`` discarded, then every ``thin``-th kept.
     """
     trained_by = "Gibbs sampling (gibbs.sample): no optimiser; fit draws from the posterior"
 
     def __init__(self, n_users, n_movies, rank=10, samples=200, burn_in=50, thin=2,
-                 clip=(1.0, 5.0), dtype=np.float32, seed=None, backend=None):
+                 clip=None, dtype=np.float32, seed=None, backend=None):
         self.rank, self.samples = inputs.whole_number("rank", rank, 1), inputs.whole_number("samples", samples, 1)
         self.burn_in, self.thin = inputs.whole_number("burn_in", burn_in, 0), inputs.whole_number("thin", thin, 1)
         if self.burn_in >= self.samples:
             raise ValueError(f"burn_in ({burn_in}) must be less than samples ({samples})")
         self.kept = len(range(self.burn_in, self.samples, self.thin))
+        U, M = inputs.whole_number("n_users", n_users, 1), inputs.whole_number("n_movies", n_movies, 1)
+        implied = self.weights_implied(U, M, self.rank, self.samples, self.burn_in, self.thin)
+        inputs.memory(f"BPMF's posterior mean (rank {self.rank:,} x {self.kept:,} kept draws = "
+                      f"{self.rank * self.kept:,} factors, for {U:,} users and {M:,} movies)",
+                      implied * np.dtype(dtype).itemsize)  # checked before the tables exist
         super().__init__(n_users, n_movies, self.rank * self.kept, 0.0, None, dtype, seed, backend)
-        self.clip = tuple(float(v) for v in clip)
-        self.squash = Clip(*self.clip)
+        self.clip = None
+        if clip is not None:
+            self.set_clip(clip)
+
+    @staticmethod
+    def weights_implied(n_users, n_movies, rank=10, samples=200, burn_in=50, thin=2, **settings):
+        """The numbers the posterior mean holds: (U + M) rows of F = rank x kept draws, and a
+        bias each."""
+        kept = len(range(burn_in, samples, thin))
+        return (n_users + n_movies) * (rank * kept + 1)
+
+    def set_clip(self, clip):
+        """Clip the predictions into ``clip = (lo, hi)``."""
+        lo, hi = (float(v) for v in clip)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise ValueError(f"BPMF's clip must be (lo, hi) with lo <= hi, got {clip!r}")
+        self.clip, self.squash = (lo, hi), Clip(lo, hi)
+
+    def fit_memory(self, n_ratings):
+        """Bytes the chain needs besides this model (float64): its own tables and every kept draw
+        ((kept + 1)(U + M)(rank + 1)), each table's row posteriors (4 arrays of R x rank²) and
+        the per-rating outer products (2 of N x rank²)."""
+        d, rows = self.rank + 1, self.n_users + self.n_movies
+        return 8 * ((self.kept + 1) * rows * d + 4 * max(self.n_users, self.n_movies) * d * d
+                    + 2 * n_ratings * d * d)
 
     def fit(self, x, y, validation_data=None, verbose=1, prior=None):
         """Draw the chain from training ratings ``x``, ``y`` and set the posterior mean. Prints
@@ -222,11 +259,19 @@ class BPMF(DotProductBias):
         ``validation_data`` and ``verbose``. Returns a one-entry ``History``."""
         from ..train.loop import History
         start = time.perf_counter()
+        y_seen = to_numpy(inputs.ratings(y, len(to_numpy(y)), np, np.float64))
+        if len(y_seen) == 0:
+            raise ValueError("BPMF needs at least one training rating")
+        inputs.memory(f"BPMF's chain ({self.samples:,} sweeps keeping {self.kept:,} draws of rank "
+                      f"{self.rank:,})", self.fit_memory(len(y_seen)))
+        if self.clip is None:  # the training ratings' range
+            self.set_clip((y_seen.min(), y_seen.max()))
         chain = BiasedMF(self.n_users, self.n_movies, self.rank, float(np.mean(to_numpy(y))),
                          dtype=np.float64, seed=self.seed, backend=self.backend)
         watch = self.progress(validation_data) if (validation_data is not None and verbose) else None
         draws = sample(chain, x, y, self.samples, self.burn_in, self.thin, prior, self.seed or 0, watch)
         self.set_posterior_mean(draws)
+        mark_trained(self, *inputs.pairs(x, self.n_users, self.n_movies, np))
         history = History()
         val = self.evaluate(*validation_data) if validation_data is not None else None
         history.append(1, loss=None, lr=None, seconds=time.perf_counter() - start, val_loss=val)

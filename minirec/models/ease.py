@@ -25,10 +25,11 @@ import time
 
 import numpy as np
 
+from .. import inputs
 from ..backend import get_array_module, to_numpy, to_xp
 from ..nn.layers import Layer
 from .model import Model
-from ..train.objectives import Fitted
+from ..train.objectives import Fitted, mark_trained
 from .registry import register
 from ..train.loop import History, validate
 
@@ -43,9 +44,6 @@ class Scores(Layer):
 
     def forward(self, users, movies):
         return self.params["S"][users, movies]
-
-
-MAX_SIDE = 20_000  # the solve needs a min(U, M)² matrix: 20,000² float64 is 3.2 GB
 
 
 def ease_scores(X, l2):
@@ -73,12 +71,25 @@ class EASE(Model):
         super().__init__(n_users, n_movies, 1, dtype, seed, backend)
         if not (np.isfinite(l2) and l2 > 0):
             raise ValueError(f"EASE's l2 (λ) must be a finite number > 0, got {l2!r}")
-        if min(self.n_users, self.n_movies) > MAX_SIDE:
-            raise ValueError(f"EASE solves a min(users, movies)² system: {self.n_users:,} users and "
-                             f"{self.n_movies:,} movies is too large (at most {MAX_SIDE:,} on one side)")
+        if positive_at is not None and not np.isfinite(positive_at):
+            raise ValueError(f"EASE's positive_at must be a rating or None, got {positive_at!r}")
         self.l2, self.positive_at = float(l2), positive_at
         self.objective = Fitted("ease")  # its predictions are scores, judged by ranking
+        inputs.memory(f"EASE's scores for {self.n_users:,} users x {self.n_movies:,} movies",
+                      self.weights_implied(self.n_users, self.n_movies) * self.dtype.itemsize, self.xp)
         self.scores = Scores(self.n_users, self.n_movies, self.dtype, self.xp)
+
+    @staticmethod
+    def weights_implied(n_users, n_movies, **settings):
+        """The numbers EASE holds: S, one score per user and movie (U·M)."""
+        return n_users * n_movies
+
+    def fit_memory(self):
+        """Bytes ``fit`` needs at its peak (on either side of the solve): S in the model's dtype,
+        and in float64 X, the solution A (or X B) and two U x M temporaries, and three
+        min(U, M)² matrices (the Gram matrix plus λI, its inverse or factors)."""
+        U, M = self.n_users, self.n_movies
+        return (4 * 8 + self.dtype.itemsize) * U * M + 3 * 8 * min(U, M) ** 2
 
     def forward(self, users, movies, training=True):
         return self.scores.forward(users, movies)
@@ -92,17 +103,29 @@ class EASE(Model):
 
     def fit(self, x, y, validation_data=None, verbose=1):
         """Solve for S from the training pairs ``x`` (ratings ``y`` matter only through
-        ``positive_at``). Returns a one-entry ``History`` (with ``val_ndcg@10`` when given
-        ``validation_data``)."""
-        from .. import inputs
+        ``positive_at``), after checking there is a positive to learn from, a second movie to
+        rank, and the memory the solve needs (``fit_memory``). Returns a one-entry ``History``
+        (with ``val_ndcg@10`` when given ``validation_data``)."""
         from ..data.movielens import Ratings
         users, movies = inputs.pairs(x, self.n_users, self.n_movies, self.xp)
         y = inputs.ratings(y, len(users), self.xp, self.dtype)
         start = time.perf_counter()
         keep = np.ones(len(y), bool) if self.positive_at is None else to_numpy(y) >= self.positive_at
+        if not keep.any():  # nothing to learn from: S would be all zeros
+            raise ValueError("EASE has no training pair to learn from: " + (
+                "fit was given no ratings" if len(y) == 0 else
+                f"no training rating is {self.positive_at:g} or more (positive_at), and the "
+                f"highest is {float(to_numpy(y).max()):g}"))
+        if self.n_movies < 2:
+            raise ValueError(f"EASE scores each movie by the others the user chose, and there is "
+                             f"{self.n_movies} movie: nothing to rank")
+        inputs.memory(f"EASE's fit for {self.n_users:,} users x {self.n_movies:,} movies (S, the "
+                      "U x M interactions and solution in float64, the solve's matrices)",
+                      self.fit_memory(), self.xp)
         X = np.zeros((self.n_users, self.n_movies))
         X[to_numpy(users)[keep], to_numpy(movies)[keep]] = 1.0
         self.scores.params["S"][...] = to_xp(ease_scores(to_xp(X, self.xp), self.l2), self.xp, self.dtype)
+        mark_trained(self, to_numpy(users)[keep], to_numpy(movies)[keep])  # who had a positive
         seconds = time.perf_counter() - start
         history = History()
         val = None

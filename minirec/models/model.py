@@ -18,7 +18,7 @@ from ..nn.ops import ops_for
 from ..train import guards
 from ..train.loop import fit, fit_one_cycle
 from ..train.lr_find import lr_find
-from ..train.objectives import MSE, objective
+from ..train.objectives import MSE, from_settings, objective
 from ..train.runners import describe
 
 
@@ -173,6 +173,7 @@ class Model:
     def predict(self, x, batch_size=65536):
         """r̂ for ``x = [users, movies]`` (the forward pass without dropout, in chunks), as NumPy."""
         users, movies = inputs.pairs(x, self.n_users, self.n_movies, self.xp)
+        batch_size = inputs.batch_size(batch_size, len(users))  # -1 refused, not an empty answer
         out = [self.forward(users[i:i + batch_size], movies[i:i + batch_size], False)
                for i in range(0, len(users), batch_size)]
         return to_numpy(self.xp.concatenate(out)) if out else np.empty(0, self.dtype)
@@ -210,8 +211,8 @@ class Model:
     def save_weights(self, path, data=None, seed=None, train_fraction=0.8):  # see weights.py
         return save_weights(self, path, data, seed, train_fraction)
 
-    def load_weights(self, path):
-        return load_weights(self, path)
+    def load_weights(self, path):  # and the objective the file records (weights.py)
+        return load_weights(self, path, objective_from=from_settings)
 
     def use_backend(self, backend):
         """Work on ``backend`` with its array operations (on numba, the compiled twins, which

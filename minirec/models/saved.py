@@ -2,6 +2,10 @@
 (through the registry of kinds, ``registry.py``), loads its weights (``io/weights.py``) and
 its objective, and — given a data set — lines its rows up with the data's ids: the same ids in
 another order are remapped (``remap``); ids that differ are refused, naming the difference.
+
+Nothing is built on the record's word alone: each whole-number setting is checked against the
+file's arrays, and the weights the settings imply together (``implied_weights``) against the
+weights the file holds, before the model allocates any.
 """
 import warnings
 
@@ -9,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from . import registry
+from .. import inputs
 from ..backend import default_threads
-from ..io.weights import FORMAT, SETTINGS_NOT_COMPARED, WeightsError, load_weights, read_weights
-from ..train import objectives
+from ..io.weights import FORMAT, SETTINGS_NOT_COMPARED, WeightsError, read_weights
 
 
 def largest_dimension(arrays, buffers):
@@ -22,7 +26,7 @@ def model_from_weights(path, ds=None, backend=None):
     """Build the model a ``save_weights`` file describes, load it, and — with a data set ``ds``
     — line its rows up with ``ds``'s indices (see ``align``). ``model.trained_on`` keeps the
     file's record of its data and split (``{}`` for a file that has none)."""
-    arrays, buffers, record, ids = read_weights(path)
+    arrays, buffers, record, ids, _ = read_weights(path)
     if record is None:
         raise WeightsError(f"{path} was not written by minirec's save_weights (no config)")
     cls = registry.class_named(record["class"])
@@ -38,17 +42,50 @@ def model_from_weights(path, ds=None, backend=None):
                                f"the file holds ({biggest:,}): the record is damaged")
     kwargs = {k: v for k, v in record.items() if k not in SETTINGS_NOT_COMPARED + ("class",)}
     kwargs["dtype"] = record.get("dtype", "float32")
+    check_implied_weights(cls, kwargs, arrays, path)
     default_threads()  # a bad MINIREC_THREADS is its own error, not this file's
     try:
         model = cls(backend=backend, **kwargs)
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{path}: its config does not build a {record['class']} ({e})") from None
-    load_weights(model, path)
-    model.objective = objectives.from_settings(record.get("objective"))
+    model.load_weights(path)  # the weights, the rows they trained, and their objective
     model.trained_on = {k: record[k] for k in ("data", "split") if k in record}
     if ds is not None:
         align(model, path, ds, ids, record.get("format", 1))
     return model
+
+
+def implied_weights(cls, kwargs):
+    """How many numbers a ``cls`` built from ``kwargs`` holds: what the class says
+    (``cls.weights_implied(n_users, n_movies, **settings)``: EASE's U·M, BPMF's (U + M) rows of
+    rank x kept draws) or, for a class that does not say, at least one table of ``n_factors``
+    columns for the users or the movies. None where the settings do not make sense (the
+    constructor then names what is wrong)."""
+    U, M = kwargs["n_users"], kwargs["n_movies"]
+    settings = {k: v for k, v in kwargs.items() if k not in ("n_users", "n_movies", "dtype")}
+    try:
+        if hasattr(cls, "weights_implied"):
+            return int(cls.weights_implied(U, M, **settings))
+        return min(U, M) * int(settings.get("n_factors", 1))
+    except (TypeError, ValueError):
+        return None
+
+
+def check_implied_weights(cls, kwargs, arrays, path):
+    """Refuse a record whose settings, each plausible alone, together imply more weights than
+    the file holds (rank = samples = 1,130 for a BPMF asks for gigabytes): the model it
+    describes could never load this file, and building it would allocate them first."""
+    implied, held = implied_weights(cls, kwargs), sum(a.size for a in arrays.values())
+    if implied is None or implied <= held:
+        return
+    itemsize = np.dtype(kwargs["dtype"]).itemsize if kwargs["dtype"] in ("float32", "float64") else 4
+    settings = ", ".join(f"{k} = {v!r}" for k, v in kwargs.items() if k != "dtype")
+    try:
+        inputs.memory(f"{path}: the {cls.__name__} its record describes ({settings})",
+                      implied * itemsize, have=held * itemsize,
+                      where="of weights the file holds; the record is damaged")
+    except inputs.NotEnoughMemory as e:
+        raise WeightsError(str(e)) from None
 
 
 def align(model, path, ds, ids, fmt=FORMAT):
@@ -79,6 +116,9 @@ def align(model, path, ds, ids, fmt=FORMAT):
                                f"{len(current):,}: " + "; ".join(differences))
         order = pd.Index(stored).get_indexer(current)  # row of the weights for each ds index
         remap(model, what, order)
+        trained = getattr(model, "trained_rows", None)
+        if trained is not None:  # the trained-row masks follow the rows
+            trained[what] = trained[what][order]
 
 
 def remap(model, what, order):

@@ -4,7 +4,7 @@ alone, as a subclass of ``DotProductBias`` that adds two layers and overrides tw
 """
 import numpy as np
 
-from ..nn.layers import Offset
+from ..nn.layers import EmbeddingBag, Offset
 from .recommender import DotProductBias
 from .registry import register
 
@@ -59,6 +59,26 @@ class SVDpp(DotProductBias):
             mean = float(np.log(share / (1 - share)))
         kwargs.setdefault("global_mean", mean)
         return cls(ds.n_users, ds.n_movies, bags=rated_by(train.user, train.movie, ds.n_users), **kwargs)
+
+    def fit(self, x, y, *args, **kwargs):
+        """``Model.fit``, once the bags are known to hold something (``check_bags``)."""
+        self.check_bags()
+        return super().fit(x, y, *args, **kwargs)
+
+    def lr_find(self, x, y, **options):
+        self.check_bags()
+        return super().lr_find(x, y, **options)
+
+    def check_bags(self):
+        """Refuse to train with every bag empty: an SVD++ built without its bags (``SVDpp(U, M)``
+        rather than ``SVDpp.for_data``) has no N(i) to learn from and trains as the bias model."""
+        name = type(self).__name__
+        for ln, layer in self.layers.items():
+            if isinstance(layer, EmbeddingBag) and len(layer.bags[1]) == 0:
+                raise ValueError(f"every bag of {name}'s {ln} layer is empty, so it has nothing "
+                                 f"to learn from and would train as the bias model: build it with "
+                                 f"{name}.for_data(n_users, n_movies, train), which fills the bags "
+                                 "from the training ratings")
 
     def score(self, users, movies, training=True):
         """z = m_j · (u_i + |N(i)|^-½ Σ_{k ∈ N(i)} y_k)"""

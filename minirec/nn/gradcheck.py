@@ -235,7 +235,13 @@ def tiny_batch(n_users=5, n_movies=6, n=9, seed=0):
 def check_model(model, label, bound, seed=0):
     """Check every parameter of ``model`` (built in float64) through ``loss_and_grads``, under
     the objective it was compiled with (MSE, or BPR with its negatives drawn the same way for
-    every evaluation)."""
+    every evaluation). A float32 model is refused: its central differences carry rounding of
+    about ε·|f|/h = 1.2e-7 / 1e-5 ≈ 1e-2 relative, so a correct gradient would fail any bound."""
+    if np.dtype(model.dtype) != np.float64:
+        raise ValueError(f"check_model needs a model built in float64, and this "
+                         f"{type(model).__name__} is {np.dtype(model.dtype)}: build it with "
+                         "dtype=np.float64 (in float32 the central differences' own rounding, "
+                         "about 1e-2, would call a correct gradient wrong)")
     users, movies, y = tiny_batch(model.n_users, model.n_movies, seed=seed)
     states = [(rng, rng.bit_generator.state) for rng in (model.dropout_rng, model.negative_rng)]
 

@@ -98,24 +98,50 @@ def components_text(result, extremes, n=None):
     return "\n".join(lines)
 
 
-def similar_movies(model, movie, k=10):
+def trained(model, what):
+    """The (rows,) mask of the ``what`` rows ("user" or "movie") that training used
+    (``objectives.mark_trained``), or None where the model does not say (an older file)."""
+    masks = getattr(model, "trained_rows", None)
+    return None if masks is None else np.asarray(masks[what], bool)
+
+
+def refuse_untrained(model, what, index, name=None):
+    """Refuse a row that never trained: its vector is its random start, and a list made from it
+    would be noise. ``name`` says the row as the user knows it (an id, a title)."""
+    mask = trained(model, what)
+    if mask is not None and not mask[index]:
+        at = getattr(model.objective, "positive_at", getattr(model, "positive_at", None))
+        why = (f"positive_at {at:g} kept none of its training ratings" if at is not None else
+               "none of its ratings was a training rating")
+        raise ValueError(f"{name or f'{what} index {index}'} never trained ({why}): its row is "
+                         "still its random start, so any list from it would be noise")
+
+
+def similar_movies(model, movie, k=10, name=None):
     """The k movies whose embeddings have the highest cosine similarity with ``movie``'s
-    (an index), itself excluded: a list of (index, similarity), most similar first (fewer
-    than k when the catalogue is smaller)."""
+    (an index), itself and any movie that never trained excluded: a list of (index,
+    similarity), most similar first (fewer than k when the catalogue is smaller). A ``movie``
+    that never trained is refused (``name`` says it in the message)."""
     k = positive("k", k)
     W = movie_weights(model, "embedding")
     _check_index(movie, W.shape[0], "movie")
+    refuse_untrained(model, "movie", movie, name)
     norms = np.sqrt((W * W).sum(axis=1)) + 1e-12
     cosine = (W @ W[movie]) / (norms * norms[movie])
     cosine[movie] = -np.inf
-    return [(int(i), float(cosine[i])) for i in top_k(cosine, k) if i != movie]
+    mask = trained(model, "movie")
+    if mask is not None:
+        cosine[~mask] = -np.inf  # neighbours of noise are not neighbours
+    return [(int(i), float(cosine[i])) for i in top_k(cosine, k) if np.isfinite(cosine[i])]
 
 
 def recommend(model, ds, user, k=10, exclude_seen=True):
     """The k movies with the highest predicted rating for ``user`` (an index): a list of
-    (movie index, predicted rating). Only one row of U x M is ever built (M predictions)."""
+    (movie index, predicted rating). Only one row of U x M is ever built (M predictions). A
+    user whose row never trained is refused."""
     k = positive("k", k)
     _check_index(user, ds.n_users, "user")
+    refuse_untrained(model, "user", user, f"user {ds.user_ids[user]}")
     movies = np.arange(ds.n_movies)
     scores = model.predict([np.full(ds.n_movies, user), movies]).astype(np.float64)
     if exclude_seen:
@@ -185,6 +211,8 @@ def whole_ids(ids, what):
     a = np.asarray(ids)
     if a.ndim != 1:
         raise ValueError(f"{what} ids must be a 1-D list")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:  # before the cast
+        raise KeyError(f"unknown {what} id {int(a.max())}: MovieLens ids are below 2^63")
     if a.size and not np.issubdtype(a.dtype, np.integer):
         try:
             f = a.astype(np.float64)
@@ -193,6 +221,9 @@ def whole_ids(ids, what):
         bad = ~(np.isfinite(f) & (f == np.floor(f)))
         if bad.any():
             raise ValueError(f"{what} ids must be whole numbers, got {a[bad][0].item()!r}")
+        if f.size and np.abs(f).max() >= 2.0 ** 63:  # before the cast
+            raise KeyError(f"unknown {what} id {a[np.argmax(np.abs(f))].item()!r}: MovieLens ids "
+                           "are below 2^63")
         a = f
     return a.astype(np.int64)
 

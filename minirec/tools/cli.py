@@ -39,7 +39,7 @@ import zipfile
 from ..models import bpmf, ease, hybrid, recommender, svdpp, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
-from .cli_options import build_parser, import_source, model_kind
+from .cli_options import build_parser, check_train_flags, import_source, model_kind
 
 USER_ERRORS = (OSError, ValueError, KeyError, RuntimeError, FloatingPointError, EOFError,
                zipfile.BadZipFile)
@@ -94,7 +94,10 @@ def threads_setting(threads):
 
 def load(args):
     from ..data.movielens import load_movielens
-    return load_movielens(args.data, duplicates=args.duplicates)
+    ds = load_movielens(args.data, duplicates=args.duplicates)
+    if getattr(ds, "checked", None):  # how a cached release was checked, when not hashed now
+        print(f"minirec: note: {ds.checked}", file=sys.stderr)
+    return ds
 
 
 def cmd_lesson4(args):
@@ -136,16 +139,12 @@ def data_inputs(ds, **more):
 def cmd_train(args):
     from ..models import recipes
     from ..models.registry import KINDS
-    closed_form = getattr(KINDS[args.model], "trained_by", None) is not None
+    trained_by = getattr(KINDS[args.model], "trained_by", None)
+    closed_form = trained_by is not None
+    check_train_flags(args, trained_by)  # cli_options.TRAIN_FLAGS: what each kind and loss takes
     if args.improved and args.model not in recipes.RECIPES:
         raise ValueError(f"--improved is a recipe for {', '.join(recipes.RECIPES)}, "
                          f"not {args.model}")
-    if closed_form and (args.loss != "mse" or args.improved or args.lazy or args.lr is not None
-                        or args.epochs is not None):
-        raise ValueError(f"{args.model} is fitted without Adam ({KINDS[args.model].trained_by}): "
-                         "it takes no --loss, --improved, --lazy, --lr or --epochs")
-    if args.loss == "bpr" and args.improved:
-        raise ValueError("--improved is a rating recipe; --loss bpr trains the ranking recipe")
     outputs = {"--save": args.save, "--plot-loss": args.plot_loss}
     for path in outputs.values():
         if path:
@@ -169,9 +168,10 @@ def cmd_train(args):
         print(f"{args.model}: validation MSE {model.evaluate(valid.x, valid.y):.4f}")
     else:
         from .analysis import ranking_metrics
-        r = ranking_metrics(model, train, valid, ds.n_movies, k=10)
-        print(f"{args.model} ({model.objective.name}): validation NDCG@10 {r['ndcg']:.4f}, "
-              f"precision@10 {r['precision']:.4f}, recall@10 {r['recall']:.4f} "
+        r = ranking_metrics(model, train, valid, ds.n_movies)  # k = 10, or M where M < 10
+        at = r["k"]
+        print(f"{args.model} ({model.objective.name}): validation NDCG@{at} {r['ndcg']:.4f}, "
+              f"precision@{at} {r['precision']:.4f}, recall@{at} {r['recall']:.4f} "
               f"({r['users']:,} users with a held-out rating >= 4)")
     if args.save:
         model.save_weights(args.save, data=ds, seed=args.seed, train_fraction=0.8)
@@ -192,9 +192,8 @@ def train_model(args, ds, train, validation, closed_form):
     if args.loss == "bpr":
         r = recipes.RANKING["bpr"]
         model = recipes.build(args.model, ds, args.seed, args.backend, train, **r["model"])
-        model.compile(Adam(args.lr or r["lr"], lazy=True if not args.dense else False),
-                      loss=BPR(**r["loss"]))
-        batch = args.batch_size if args.batch_size != 64 else r["batch_size"]
+        model.compile(Adam(args.lr or r["lr"], lazy=not args.dense), loss=BPR(**r["loss"]))
+        batch = args.batch_size if args.batch_size is not None else r["batch_size"]
         return model, model.fit(train.x, train.y, batch_size=batch,
                                 epochs=args.epochs if args.epochs is not None else r["epochs"],
                                 verbose=verbose)
@@ -205,10 +204,11 @@ def train_model(args, ds, train, validation, closed_form):
         model.compile(Adam(lr, weight_decay=recipe["weight_decay"], lazy=args.lazy))
         return model, model.fit_one_cycle(
             train.x, train.y, args.epochs if args.epochs is not None else recipe["epochs"], lr,
-            batch_size=args.batch_size, validation_data=validation, verbose=verbose)
+            batch_size=args.batch_size or recipes.BATCH, validation_data=validation,
+            verbose=verbose)
     model = recipes.build(args.model, ds, args.seed, args.backend, train)
     model.compile(Adam(args.lr if args.lr is not None else 1e-3, lazy=args.lazy))
-    return model, model.fit(train.x, train.y, batch_size=args.batch_size,
+    return model, model.fit(train.x, train.y, batch_size=args.batch_size or recipes.BATCH,
                             epochs=args.epochs if args.epochs is not None else 5,
                             validation_data=validation, verbose=verbose)
 
@@ -233,7 +233,7 @@ def cmd_evaluate(args):
         rows = [(label, ranking_metrics(scorer, train, valid, ds.n_movies, k=args.k))
                 for label, scorer in ((type(model).__name__, model), ("popularity", None))]
         print(f"\nranking the held-out ratings of {rows[0][1]['users']:,} users (relevant: "
-              f"rated >= 4), k = {args.k}")
+              f"rated >= 4), k = {rows[0][1]['k']}")
         print(f"{'':<24}{'precision@k':>12}{'recall@k':>10}{'NDCG@k':>9}")
         for label, r in rows:
             print(f"{label:<24}{r['precision']:>12.4f}{r['recall']:>10.4f}{r['ndcg']:>9.4f}")
@@ -241,7 +241,12 @@ def cmd_evaluate(args):
 
 def cmd_lr_find(args):
     from ..models import recipes
+    from ..models.registry import KINDS
     from ..nn.optim import Adam
+    trained_by = getattr(KINDS[args.model], "trained_by", None)
+    if trained_by:
+        raise ValueError(f"{args.model} is fitted without Adam ({trained_by}): it has no "
+                         "learning rate to find")
     if args.improved and args.model not in recipes.IMPROVED:
         raise ValueError(f"--improved is a recipe for {' and '.join(recipes.IMPROVED)}, not {args.model}")
     if args.plot:
@@ -254,7 +259,8 @@ def cmd_lr_find(args):
     recipe = recipes.IMPROVED[args.model] if args.improved else {"model": {}, "weight_decay": 0.0}
     model = recipes.build(args.model, ds, args.seed, args.backend, train, **recipe["model"])
     model.compile(Adam(1e-3, weight_decay=recipe["weight_decay"]))
-    finder = model.lr_find(train.x, train.y, batch_size=args.batch_size, num_it=args.num_it)
+    finder = model.lr_find(train.x, train.y, batch_size=args.batch_size or recipes.BATCH,
+                           num_it=args.num_it)
     print(f"{args.model}{' (improved recipe)' if args.improved else ''} on {ds.name}: "
           f"{len(finder.lrs)} batches; the smoothed loss was lowest at lr {finder.lr_min_loss:.2e}; "
           f"suggested rate {finder.suggestion:.2e} (a tenth of that)")
@@ -319,8 +325,9 @@ def cmd_recommend(args):
     if args.user not in ds.userid2idx:
         raise KeyError(f"unknown user id {args.user}: not in {ds.name}")
     user = ds.userid2idx[args.user]
-    split = model.trained_on.get("split")
-    if split is not None and model.trained_on["data"]["ratings_sha256"] == ds.fingerprint():
+    split = model.trained_on.get("split")  # an older file, without the trained rows: its split
+    if getattr(model, "trained_rows", None) is None and split is not None \
+            and model.trained_on["data"]["ratings_sha256"] == ds.fingerprint():
         train, _ = ds.split(split["train_fraction"], seed=split["seed"])
         if not (train.user == user).any():
             raise ValueError(f"user {args.user} has no ratings in the split the weights were "
@@ -346,8 +353,10 @@ def cmd_similar(args):
         warnings.warn(f"--movie {args.movie} is read as the movie id {args.movie}; "
                       f"{len(named)} title(s) contain {args.movie!r} too (such as "
                       f"{ds.title(named[0])}): give a title to mean one of them")
-    print(f"movies most like {ds.title(movie)} (movie id {ds.movie_ids[movie]}):")
-    for j, cosine in similar_movies(model, movie, args.k):
+    label = f"{ds.title(movie)} (movie id {ds.movie_ids[movie]})"
+    neighbours = similar_movies(model, movie, args.k, label)  # refused before any line is printed
+    print(f"movies most like {label}:")
+    for j, cosine in neighbours:
         print(f"{cosine:+.3f}  {ds.title(j)}")
 
 

@@ -46,6 +46,29 @@ def count(minimum):
     return parse
 
 
+# Which of train's flags each way of training takes (``check_train_flags`` refuses the rest, by
+# name, before anything runs). A flag left out is "not given" (None), never a default that
+# stands in for it: the recipes fill what was not given.
+TRAIN_FLAGS = {
+    ("adam", "mse"): ("--loss", "--epochs", "--lr", "--batch-size", "--lazy", "--dense", "--improved"),
+    ("adam", "bpr"): ("--loss", "--epochs", "--lr", "--batch-size", "--lazy", "--dense"),
+    ("fitted", None): (),  # EASE's closed form, BPMF's Gibbs sampler: nothing to choose
+}
+
+
+def check_train_flags(args, trained_by=None):
+    """Refuse the flags of ``train`` that the model kind (``trained_by``: how a kind fitted
+    another way than Adam trains) and the loss do not take, naming them."""
+    way = ("fitted", None) if trained_by else ("adam", args.loss or "mse")
+    given = [flag for flag in TRAIN_FLAGS[("adam", "mse")]  # the row that takes every flag
+             if getattr(args, flag[2:].replace("-", "_")) not in (None, False)]
+    refused = [flag for flag in given if flag not in TRAIN_FLAGS[way]]
+    if refused:
+        what = (f"{args.model} is fitted without Adam ({trained_by})" if trained_by else
+                f"--loss {args.loss} trains the ranking recipe")
+        raise ValueError(f"{what}: it takes none of {', '.join(refused)}")
+
+
 def rate(text):
     """An argparse type: a learning rate, a finite number > 0."""
     try:
@@ -131,7 +154,7 @@ def build_parser():
         p.add_argument("--data", default="ml-latest-small",
                        help="a release name (ml-latest-small, ml-100k, ml-1m, ...), a folder in "
                             "$MINIREC_DATA, or a folder holding one (default: ml-latest-small)")
-        p.add_argument("--seed", type=int, default=seed,
+        p.add_argument("--seed", type=count(0), default=seed,
                        help="split and initialisation seed" + (f" ({seed})" if seed is not None
                                                                else " (default: the stored split)"))
         p.add_argument("--backend", choices=BACKENDS, default=None,
@@ -178,12 +201,17 @@ def build_parser():
     p.add_argument("--lr", type=rate, default=None,
                    help="learning rate (peak rate with --improved); default 1e-3, or the "
                         "recipe's with --improved")
-    p.add_argument("--batch-size", type=count(1), default=64)
-    p.add_argument("--lazy", action="store_true", help="lazy Adam (only the rows seen step)")
-    p.add_argument("--loss", choices=("mse", "bpr"), default="mse",
-                   help="mse: predict ratings (the notebook); bpr: learn to rank from who rated "
-                        "what (the ranking recipe: lazy Adam, 40 epochs of batches of 1,024)")
-    p.add_argument("--dense", action="store_true", help="with --loss bpr: dense Adam instead")
+    p.add_argument("--batch-size", type=count(1), default=None,
+                   help="ratings per batch (default 64, or 1,024 with --loss bpr)")
+    adam = p.add_mutually_exclusive_group()
+    adam.add_argument("--lazy", action="store_true",
+                      help="lazy Adam: only the rows a batch saw step (--loss bpr's default)")
+    adam.add_argument("--dense", action="store_true",
+                      help="dense Adam: every row steps every batch (--loss mse's default)")
+    p.add_argument("--loss", choices=("mse", "bpr"), default=None,
+                   help="mse (the default): predict ratings (the notebook); bpr: learn to rank "
+                        "from who rated what (the ranking recipe: lazy Adam, 40 epochs of "
+                        "batches of 1,024)")
     p.add_argument("--improved", action="store_true",
                    help="the model's recipe: y_range + one cycle (bias, nn, svdpp)")
     p.add_argument("--save", metavar="PATH", help="save the weights (.npz)")
@@ -194,7 +222,7 @@ def build_parser():
     data_options(p)
     model_option(p)
     p.add_argument("--improved", action="store_true", help="the improved recipe's model (bias, nn)")
-    p.add_argument("--batch-size", type=count(1), default=64)
+    p.add_argument("--batch-size", type=count(1), default=None, help="ratings per batch (64)")
     p.add_argument("--num-it", type=count(2), default=None,
                    help="batches in the test (default: half an epoch, at least 100)")
     p.add_argument("--plot", metavar="PNG", help="write loss against learning rate")
@@ -205,7 +233,8 @@ def build_parser():
     p.add_argument("--ranking", action="store_true",
                    help="also precision@k, recall@k and NDCG@k (held-out ratings >= 4 are "
                         "relevant), beside a popularity baseline")
-    p.add_argument("-k", type=count(1), default=10, help="the k of the ranking metrics (10)")
+    p.add_argument("-k", type=count(1), default=None,
+                   help="the k of the ranking metrics (10, or every movie of a smaller catalogue)")
 
     p = command("download", "fetch a MovieLens release into the cache")
     p.add_argument("name", help="ml-latest-small, ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest")
@@ -236,5 +265,5 @@ def build_parser():
     p.add_argument("-k", type=count(1), default=10)
 
     p = command("gradcheck", "check every layer's and model's gradient numerically")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     return parser

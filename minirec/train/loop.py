@@ -22,6 +22,7 @@ import numpy as np
 from .. import inputs
 from ..nn.optim import one_cycle_lr
 from .metrics import ranking_metrics
+from .objectives import mark_trained
 from ..data.movielens import Ratings
 from .curves import plot_history
 from . import guards
@@ -129,7 +130,7 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
         raise RuntimeError("call model.compile(optimizer) before fit")
     users, movies = inputs.pairs(x, model.n_users, model.n_movies, model.xp)
     y = inputs.ratings(y, len(users), model.xp, model.dtype)
-    batch_size = inputs.whole_number("batch_size", batch_size, 1)
+    batch_size = inputs.batch_size(batch_size, len(y))  # >= 1, at most the rows there are
     epochs = inputs.whole_number("epochs", epochs, 0)
     inputs.finite_positive("the learning rate (optimizer.lr)", model.optimizer.lr)
     if validation_data is not None:
@@ -140,6 +141,8 @@ def fit(model, x, y, batch_size=64, epochs=1, validation_data=None, shuffle=True
         raise ValueError("fit needs at least one training rating")
     rated = Ratings(users, movies, y)  # every training pair, which ranking never recommends
     users, movies, y = model.objective.prepare(users, movies, y, model.n_movies, model.negative_rng)
+    if epochs:
+        mark_trained(model, users, movies)  # the rows the objective trains (recommend checks)
     n = len(y)
     n_batches = math.ceil(n / batch_size)
     runner = runner_for(model, users, movies, batch_size, verbose)
@@ -211,7 +214,7 @@ def validate(model, rated, validation_data, limit, n_batches):
         if not val_loss <= limit:
             raise Diverged(f"the validation MSE after it was {val_loss:.4g}", n_batches - 1)
         return val_loss
-    return ranking_metrics(model, rated, Ratings(vu, vm, vy), model.n_movies, k=10)["ndcg"]
+    return ranking_metrics(model, rated, Ratings(vu, vm, vy), model.n_movies)["ndcg"]  # k = min(10, M)
 
 
 class Diverged(Exception):

@@ -50,7 +50,7 @@ def lr_find(model, x, y, start_lr=1e-7, end_lr=10.0, num_it=None, batch_size=64,
     users, movies = inputs.pairs(x, model.n_users, model.n_movies, model.xp)
     y = inputs.ratings(y, len(users), model.xp, model.dtype)
     users, movies, y = model.objective.prepare(users, movies, y, model.n_movies, model.negative_rng)
-    batch_size = inputs.whole_number("batch_size", batch_size, 1)
+    batch_size = inputs.batch_size(batch_size, len(y))  # >= 1, at most the rows there are
     if num_it is None:
         num_it = max(100, -(-len(y) // batch_size) // 2)
     num_it = inputs.whole_number("num_it", num_it, 2)

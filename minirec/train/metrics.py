@@ -13,7 +13,7 @@ def positive(name, k):
     return whole_number(name, k, 1)
 
 
-def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256):
+def ranking_metrics(model, train, test, n_movies, k=None, threshold=4.0, chunk=256):
     """Recommendations judged as recommendations: precision@k, recall@k and NDCG@k.
 
     For every user with at least one held-out rating >= ``threshold`` (the *relevant* movies),
@@ -25,10 +25,11 @@ def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256
         NDCG@k = Σ_{hits at rank r} 1/log2(r + 1)  /  Σ_{r <= min(k, #relevant)} 1/log2(r + 1)
 
     averaged over those users. ``train``/``test`` are ``Ratings`` (indices), ``n_movies`` the
-    catalogue size. Returns {"precision", "recall", "ndcg", "users", "median_ratings"}, the last
-    the median number of training ratings of the recommended movies (how popular they are).
+    catalogue size; ``k`` not given is 10, or the catalogue where it is smaller. Returns
+    {"precision", "recall", "ndcg", "k", "users", "median_ratings"}, the last the median number
+    of training ratings of the recommended movies (how popular they are).
     """
-    k = positive("k", k)
+    k = min(10, n_movies) if k is None else positive("k", k)
     if k > n_movies:
         raise ValueError(f"k = {k} is more than the {n_movies:,} movies there are to rank")
     tu, tm = to_numpy(train.user), to_numpy(train.movie)
@@ -63,5 +64,5 @@ def ranking_metrics(model, train, test, n_movies, k=10, threshold=4.0, chunk=256
                    ((hits * discount).sum(axis=1) / ideal).sum()]
     n = max(1, len(users))
     return {"precision": totals[0] / n, "recall": totals[1] / n, "ndcg": totals[2] / n,
-            "users": len(users),
+            "k": k, "users": len(users),
             "median_ratings": float(np.median(np.concatenate(picked))) if picked else 0.0}

@@ -68,6 +68,9 @@ class BPR:
 
     def prepare(self, users, movies, y, n_movies, rng):
         """Keep the positives; remember every (user, movie) pair seen, which no negative may be."""
+        if n_movies < 2:
+            raise ValueError(f"BPR scores a movie the user chose above one they did not, and there "
+                             f"is {n_movies} movie: nothing to rank")
         u, m = to_numpy(users).astype(np.int64), to_numpy(movies).astype(np.int64)
         self.n_movies, self.rng = n_movies, rng
         self.seen = np.unique(u * n_movies + m)
@@ -144,13 +147,33 @@ class Fitted:
         return {"name": self.name}
 
 
+FITTED = ("ease",)  # objectives of models solved another way than batches
+
+
 def from_settings(record):
-    """The objective a weights file recorded (MSE for files from before objectives)."""
+    """The objective a weights file recorded (MSE for files from before objectives); a name
+    minirec does not know is refused, not read as some other objective."""
     if record is None or record["name"] == "mse":
         return MSE()
     if record["name"] == "bpr":
         return BPR(record.get("positive_at"), record.get("negatives", "uniform"))
-    return Fitted(record["name"])
+    if record["name"] in FITTED:
+        return Fitted(record["name"])
+    raise ValueError(f"unknown objective {record['name']!r} (minirec knows mse, bpr, "
+                     f"{', '.join(FITTED)})")
+
+
+def mark_trained(model, users, movies):
+    """Remember which rows training used, from the rows the objective kept (``prepare``):
+    ``model.trained_rows`` = {"user": (U,) bool, "movie": (M,) bool}, joined over fits. A user
+    whose every rating fell below BPR's ``positive_at``, or a movie whose every rating was held
+    out, never trained: ``recommend`` and ``similar`` refuse it instead of serving its random
+    start (``tools/analysis.py``), and saved weights keep the masks."""
+    masks = getattr(model, "trained_rows", None) or {
+        "user": np.zeros(model.n_users, bool), "movie": np.zeros(model.n_movies, bool)}
+    masks["user"][to_numpy(users)] = True
+    masks["movie"][to_numpy(movies)] = True
+    model.trained_rows = masks
 
 
 def objective(loss):
