@@ -115,3 +115,26 @@ def test_fold_in_refuses_what_it_cannot_use():
         coldstart.fold_in(model, [0, 9], [4.0, 3.0])
     with pytest.raises(ValueError, match="finite"):
         coldstart.fold_in(model, [0], [np.nan])
+
+
+def test_the_cli_trains_the_hybrid_and_folds_a_new_user_in(tmp_path, capsys):
+    from minirec.data.synthetic import synthetic_movielens, write_release
+    from minirec.tools.cli import main
+    ds = synthetic_movielens(40, 30, 600, seed=1)
+    write_release(ds, tmp_path / "data")
+    (tmp_path / "data" / "movies.csv").write_text(
+        "movieId,title,genres\n" + "".join(f"{m},Film {m} ({1990 + m % 20}),{'Comedy' if m % 2 else 'Drama'}\n"
+                                         for m in ds.movie_ids))
+    weights = tmp_path / "h.npz"
+    assert main(["train", "--model", "hybrid", "--data", str(tmp_path / "data"), "--epochs", "1",
+                 "--backend", "numpy", "--save", str(weights)]) == 0
+    first, second = (int(m) for m in ds.movie_ids[:2])
+    capsys.readouterr()
+    assert main(["recommend", "--weights", str(weights), "--data", str(tmp_path / "data"),
+                 "--rated", f"{first}=5,{second}=1", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "A new user, folded in from 2 rating(s), without retraining" in out
+    assert len(out.strip().splitlines()) == 4 and f"Film {first} " not in out  # rated: left out
+    assert main(["recommend", "--weights", str(weights), "--data", str(tmp_path / "data"),
+                 "--rated", "999999=4"]) == 2
+    assert "unknown movie id 999999" in capsys.readouterr().err

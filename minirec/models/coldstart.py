@@ -60,6 +60,9 @@ def add_user(model, rated=(), side=()):
             layer.params["W"] = xp.concatenate([W, xp.zeros((1, W.shape[1]), W.dtype)])
         layer.grads = {}
     new.n_users = model.n_users + 1
+    trained = getattr(model, "trained_rows", None)
+    if trained is not None:  # the new user is served from what was folded in
+        new.trained_rows = {"user": np.append(trained["user"], True), "movie": trained["movie"]}
     return new
 
 

@@ -74,10 +74,11 @@ class SVDpp(DotProductBias):
         rather than ``SVDpp.for_data``) has no N(i) to learn from and trains as the bias model."""
         name = type(self).__name__
         for ln, layer in self.layers.items():
-            if isinstance(layer, EmbeddingBag) and len(layer.bags[1]) == 0:
+            implicit = getattr(layer, "row_kind", None) in ("user", "movie")  # N(i), N(j)
+            if isinstance(layer, EmbeddingBag) and implicit and len(layer.bags[1]) == 0:
                 raise ValueError(f"every bag of {name}'s {ln} layer is empty, so it has nothing "
                                  f"to learn from and would train as the bias model: build it with "
-                                 f"{name}.for_data(n_users, n_movies, train), which fills the bags "
+                                 f"{name}.for_data(ds, train), which fills the bags "
                                  "from the training ratings")
 
     def score(self, users, movies, training=True):

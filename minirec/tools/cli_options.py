@@ -251,10 +251,16 @@ def build_parser():
     p.add_argument("--among", type=count(1), default=2000, help="the most-rated movies to use")
     p.add_argument("--plot", metavar="PNG", help="write the movie map (first two components)")
 
-    p = command("recommend", "the top movies for a known user")
+    p = command("recommend", "the top movies for a known user, or a new one folded in")
     data_options(p)
     p.add_argument("--weights", required=True, metavar="PATH")
-    p.add_argument("--user", required=True, type=int, help="a MovieLens user id")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=int, help="a MovieLens user id")
+    who.add_argument("--rated", metavar="ID=R,...", help="a new user's ratings, e.g. "
+                     "'1=5,260=4.5' (MovieLens movie ids): folded in, not retrained "
+                     "(models/coldstart.py); '' for none")
+    p.add_argument("--side", default="", metavar="NAME,...", help="with --rated, the new user's "
+                   "side features for the hybrid model, e.g. 'age:25-34,gender:F,occupation:writer'")
     p.add_argument("-k", type=count(1), default=10)
     p.add_argument("--include-seen", action="store_true", help="keep movies the user rated")
 
