@@ -27,6 +27,7 @@ EXPECTED = {
     "05_svdpp.py": r"SVD\+\+ +validation MSE \d\.\d{4}",
     "06_ranking.py": r"\| EASE \(closed form\) \| \d\.\d{4} \| \d\.\d{4} \| \d\.\d{4} \|",
     "07_ml100k.py": r"\| SVD\+\+ flipped \| \d\.\d{4} \| \d\.\d{4} \|",
+    "08_side_information.py": r"validation MSE: bias model \d\.\d{4}, with genres \d\.\d{4}, hybrid \d\.\d{4}",
 }
 
 
