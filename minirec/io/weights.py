@@ -143,9 +143,9 @@ def read_record(array, path):
     check_fields(record.get("data"), {"name": str, "n_ratings": int, "ratings_sha256": str},
                  "data", path)
     check_fields(record.get("objective"), {"name": str}, "objective", path)
-    if "objective" in record and record["objective"]["name"] not in ("mse", "bpr", "ease"):
+    if "objective" in record and record["objective"]["name"] not in ("mse", "bpr", "ease", "elbo"):
         raise WeightsError(f"{path}: its objective {record['objective']['name']!r} is not one "
-                           "minirec knows (mse, bpr, ease)")
+                           "minirec knows (mse, bpr, ease, elbo)")
     check_fields(record.get("split"), {"seed": int, "train_fraction": (int, float)}, "split", path)
     if "split" in record and not 0 < record["split"]["train_fraction"] < 1:
         raise WeightsError(f"{path}: its split's train_fraction is "
