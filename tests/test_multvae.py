@@ -11,8 +11,9 @@ from minirec.models.multvae import ELBO, MultVAE
 from minirec.models.saved import model_from_weights
 from minirec.models.svdpp import rated_by
 from minirec.nn import gradcheck
-from minirec.nn.variational import (LogSoftmax, Reparameterise, UserRows, check_variational,
-                                    kl_to_standard_normal, multinomial_nll, normalise_rows)
+from minirec.nn.layers import Dense
+from minirec.nn.variational import (LogSoftmax, Reparameterise, SparseDense, UserRows,
+                                    check_variational, kl_to_standard_normal, multinomial_nll)
 from minirec.tools.analysis import ranking_metrics
 
 BAGS = (np.array([0, 2, 2, 5, 6, 9]), np.array([2, 5, 0, 1, 2, 3, 0, 4, 5]))  # user 1: none
@@ -38,10 +39,32 @@ def test_user_rows_are_the_bags_as_zeros_and_ones():
     expected[0, 3] = expected[3, 3] = 1  # user 3 rated movie 3, user 0 movies 2 and 5
     expected[2, [2, 5]] = 1
     np.testing.assert_array_equal(x, expected)
-    assert np.allclose(np.linalg.norm(normalise_rows(x)[[0, 2, 3]], axis=1), 1.0)
-    assert not normalise_rows(x)[1].any()  # an empty row stays empty (no division by zero)
     with pytest.raises(ValueError, match="one bag per user"):
         UserRows(4, 6, BAGS)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["evaluation", "dropout"])
+def test_sparse_dense_is_dense_on_the_normalised_dropped_row(training):
+    """Liang et al.'s first layer written out whole: x / ||x||, inverted dropout on its entries
+    (the mask read back from the kept movies), then Dense. Float64; the sums differ only in
+    order (bound 1e-12 relative)."""
+    rows = UserRows(5, 6, BAGS, np.float64)
+    users = np.array([2, 1, 4, 2, 0])
+    sparse = SparseDense(rows, 3, 0.4, np.random.default_rng(0), np.random.default_rng(1), np.float64)
+    dense = Dense(6, 3, dtype=np.float64)
+    dense.params["W"][...] = sparse.params["W"]
+    dense.params["b"][...] = np.arange(3.0)
+    sparse.params["b"][...] = np.arange(3.0)
+    out = sparse.forward(users, training)
+    x = rows.forward(users)
+    norm = np.sqrt(x.sum(axis=1, keepdims=True))
+    x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)  # user 1's empty row stays 0
+    if training:
+        mask = np.zeros_like(x)
+        mask[sparse.owner, sparse.movies] = 1 / (1 - 0.4)
+        assert 0 < mask.astype(bool).sum() < (x > 0).sum()  # some entries dropped, some kept
+        x = x * mask
+    np.testing.assert_allclose(out, dense.forward(x), rtol=1e-12, atol=1e-15)
 
 
 def test_log_softmax_is_a_distribution_and_never_overflows():

@@ -18,9 +18,10 @@ first ``anneal_steps`` optimiser steps (Liang et al.'s KL annealing; 0: β = ``b
 start). A movie's score for ranking is log π_ij at z = μ_i, from the user's training row.
 
 The backward pass, in ``backward_rows``, is the forward read from the bottom up; every step is
-a layer of ``nn/`` (``Dense``, ``Dropout``) or of ``nn/variational.py`` (``Tanh``,
-``Reparameterise``, ``LogSoftmax``, the two loss terms), each gradient-checked on its own
-(``minirec gradcheck``), and the whole model is checked too.
+``nn/layers.py``'s ``Dense`` or a piece of ``nn/variational.py`` (``SparseDense``: the first
+layer, with the input's normalisation and dropout, summed over the movies each user rated;
+``Tanh``, ``Reparameterise``, ``LogSoftmax``, the two loss terms), each gradient-checked on its
+own (``minirec gradcheck``), and the whole model is checked too.
 
 How it trains. The examples are *users*, not ratings: ``fit(x, y)`` takes the training pairs
 like every model, makes them each user's row (``UserRows``), and then runs the same loop, runner
@@ -35,11 +36,10 @@ import numpy as np
 
 from .. import inputs
 from ..backend import get_array_module, to_numpy, to_xp
-from ..nn.activations import Dropout
 from ..nn.layers import Dense
 from ..nn.losses import L2
-from ..nn.variational import (LogSoftmax, Reparameterise, Tanh, UserRows, kl_to_standard_normal,
-                              multinomial_nll, normalise_rows)
+from ..nn.variational import (LogSoftmax, Reparameterise, SparseDense, Tanh, UserRows,
+                              kl_to_standard_normal, multinomial_nll)
 from ..train import guards
 from .model import Model
 from .registry import register
@@ -106,8 +106,8 @@ class MultVAE(Model):
             bags = (np.zeros(self.n_users + 1, np.int64), np.zeros(0, np.int64))
         M, H, K, rng, dt, xp = self.n_movies, self.hidden, self.n_factors, self.init_rng, self.dtype, self.xp
         self.rows = UserRows(self.n_users, M, bags, dt, xp)
-        self.drop = Dropout(self.dropout, rng=self.dropout_rng)
-        self.encoder, self.encoder_tanh = Dense(M, H, rng, dt, xp), Tanh()
+        self.encoder = SparseDense(self.rows, H, self.dropout, rng, self.dropout_rng, dt, xp)
+        self.encoder_tanh = Tanh()
         self.mu, self.logvar = Dense(H, K, rng, dt, xp), Dense(H, K, rng, dt, xp)
         self.sample = Reparameterise(rng=self.dropout_rng)
         self.decoder, self.decoder_tanh = Dense(K, H, rng, dt, xp), Tanh()
@@ -121,8 +121,7 @@ class MultVAE(Model):
     def forward_rows(self, users, training=True):
         """The users' rows x (N, M), their codes' μ and log σ² (N, K), and log π (N, M)."""
         x = self.rows.forward(users)
-        h = self.drop.forward(normalise_rows(x), training)
-        h = self.encoder_tanh.forward(self.encoder.forward(h))
+        h = self.encoder_tanh.forward(self.encoder.forward(users, training))  # drop(x/||x||) W_e + b_e
         mu, logvar = self.mu.forward(h), self.logvar.forward(h)
         z = self.sample.forward(mu, logvar, training)
         h = self.decoder_tanh.forward(self.decoder.forward(z))
@@ -136,7 +135,7 @@ class MultVAE(Model):
         dz = self.decoder.backward(self.decoder_tanh.backward(dh))
         dmu_sample, dlogvar_sample = self.sample.backward(dz)       # z = μ + σ ε
         dh = self.mu.backward(dmu + dmu_sample) + self.logvar.backward(dlogvar + dlogvar_sample)
-        self.encoder.backward(self.encoder_tanh.backward(dh))      # (the input's gradient: unused)
+        self.encoder.backward(self.encoder_tanh.backward(dh))      # (the rows are data: no gradient)
 
     def beta_now(self):
         """β for this step: ``beta``, reached linearly over the first ``anneal_steps`` steps."""
