@@ -46,6 +46,14 @@ from .registry import register
 from .svdpp import rated_by
 
 
+# The recipe ``minirec train --model multvae`` and benchmarks/bench_recommenders.py use: chosen on
+# a validation cut of the ml-100k training split under the Recommenders protocol
+# (benchmarks/recommenders_choice.py; docs/recommenders-protocol.md). Liang et al.'s own
+# settings (K 200, H 600, dropout 0.5, β 0.2 annealed) overfit there after about 30 epochs.
+RECIPE = dict(model=dict(n_factors=200, hidden=600, dropout=0.5, beta=0.5, l2=0.0),
+              lr=1e-3, batch_size=100, epochs=50)
+
+
 class ELBO:
     """The objective of a model trained on whole user rows (Mult-VAE): one example per user.
 
