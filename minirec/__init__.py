@@ -3,6 +3,7 @@ from .nn.activations import Clip, Dropout, ReLU, SigmoidRange
 from .data.movielens import DataError, DataNotFound, MovieLens, load_movielens
 from .models.ease import EASE
 from .models.bpmf import BPMF
+from .models.multvae import MultVAE
 from .train.guards import ModelError
 from .nn.layers import Concat, Dense, Dot, Embedding, EmbeddingBag, Layer, Offset
 from .nn.losses import L2, BalancedL2, mse
@@ -21,6 +22,6 @@ __version__ = "0.2.0"
 
 __all__ = ["Adam", "BPMF", "BPR", "BalancedL2", "EASE", "MSE", "Clip", "Concat", "DataError", "DataNotFound", "Dense", "Dot",
            "DotProduct", "DotProductBias", "Dropout", "Embedding", "EmbeddingBag", "FlippedSVDpp", "History", "L2",
-           "Layer", "Model", "ModelError", "MovieLens", "NeuralNet", "Offset", "ReLU",
+           "Layer", "Model", "ModelError", "MovieLens", "MultVAE", "NeuralNet", "Offset", "ReLU",
            "Recommender", "SGD", "SVDpp", "SigmoidRange", "TrainingDiverged", "load_movielens",
            "mse", "one_cycle_lr", "register", "synthetic_movielens"]

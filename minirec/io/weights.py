@@ -29,7 +29,7 @@ FORMAT = 3  # 1: weights and config; 2: also the data, split and ids; 3: also bu
 BUFFER = "__buffer__/"
 IDS = ("__user_ids__", "__movie_ids__")
 TRAINED = ("__trained_users__", "__trained_movies__")  # optional in format 3
-OBJECTIVES = ("mse", "bpr", "ease")  # the objectives a record may name (train/objectives.py)
+OBJECTIVES = ("mse", "bpr", "ease", "elbo")  # the objectives a record may name (train/objectives.py)
 
 
 class WeightsError(ValueError):

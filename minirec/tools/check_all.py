@@ -8,6 +8,8 @@ from ..models.recommender import DotProduct, DotProductBias, NeuralNet
 from ..models.svdpp import SVDpp
 from ..models.hybrid import Hybrid
 from ..models.svdpp_flipped import FlippedSVDpp
+from ..models.multvae import MultVAE
+from ..nn.variational import check_variational
 from ..nn.gradcheck import (RELU_BOUND, SMOOTH_BOUND, GradientCheckError, check_clip, check_concat,
                             check_dense, check_dot, check_dropout, check_embedding,
                             check_embedding_bag, check_l2, check_model, check_mse, check_offset,
@@ -53,12 +55,16 @@ def check_models(seed=0):
                     user_side=(np.array([0, 1, 1, 2, 3, 4]), np.array([0, 1, 0, 1])),
                     global_mean=3.0, seed=seed, **kw)  # movie 2 and user 1 have no side features
     out.update(check_model(hybrid, "Hybrid", SMOOTH_BOUND, seed))
+    vae = MultVAE(5, 6, n_factors=3, hidden=4, dropout=0.3, beta=0.7, l2=1e-2, dtype=np.float64,
+                  bags=(np.array([0, 2, 2, 5, 6, 9]), np.array([2, 5, 0, 1, 2, 3, 0, 4, 5])),
+                  seed=seed, backend="numpy")  # user 1 rated nothing
+    out.update(check_model(vae, "MultVAE", SMOOTH_BOUND, seed))
     return out
 
 
 CHECKS = [check_embedding, check_embedding_bag, check_offset, check_dot, check_concat,
           check_dense, check_relu, check_dropout, check_clip, check_mse, check_l2, check_y_range,
-          check_models]
+          check_variational, check_models]
 
 
 class Result:

@@ -38,7 +38,7 @@ import zipfile
 
 import numpy as np
 
-from ..models import bpmf, ease, hybrid, recommender, svdpp, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
+from ..models import bpmf, ease, hybrid, multvae, recommender, svdpp, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
 from .cli_options import build_parser, check_train_flags, import_source, model_kind
@@ -191,6 +191,17 @@ def train_model(args, ds, train, validation, closed_form):
         model = recipes.build(args.model, ds, args.seed, args.backend, train,
                               **recipes.FITTED.get(args.model, {}).get("model", {}))
         return model, model.fit(train.x, train.y, verbose=verbose)
+    if args.model == "multvae":  # trained on whole user rows: its own recipe (models/multvae.py)
+        from ..models.multvae import RECIPE as r
+        if args.loss != "mse" or args.lazy:
+            raise ValueError("multvae trains on its own objective (the ELBO) with dense Adam: "
+                             "drop --loss and --lazy")
+        model = recipes.build(args.model, ds, args.seed, args.backend, train, **r["model"])
+        model.compile(Adam(args.lr or r["lr"]))
+        return model, model.fit(train.x, train.y,
+                                batch_size=args.batch_size if args.batch_size != 64 else r["batch_size"],
+                                epochs=args.epochs if args.epochs is not None else r["epochs"],
+                                verbose=verbose)
     if args.loss == "bpr":
         r = recipes.RANKING["bpr"]
         model = recipes.build(args.model, ds, args.seed, args.backend, train, **r["model"])
