@@ -61,7 +61,7 @@ def matvec(A, x):
 
 
 @jit
-def half_sweep_loops(W, Y, P, Q, s, bag_off, bag_ids, hold_off, hold_ids, rated_off, rated_n,
+def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
                      other, e, mu_W, Lam_W, mu_Y, Lam_Y, z_W, z_Y, alpha):
     R, F = P.shape
     d = F + 1
@@ -113,22 +113,25 @@ def half_sweep_loops(W, Y, P, Q, s, bag_off, bag_ids, hold_off, hold_ids, rated_
             for c in range(a + 1):
                 Ab[a, c] = 0.0
         yk = Y[k]
-        for p in range(hold_off[k], hold_off[k + 1]):
+        for p in range(hold_off[k], hold_off[k + 1]):       # Σ s_r g_r[:F], Σ s_r² H_r[:F,:F]
             r = hold_ids[p]
             sr, Hr, gr = s[r], H[r], g[r]
             s2 = sr * sr
             for a in range(F):
-                t = 0.0
-                for c in range(F):
-                    t += Hr[a, c] * yk[c]
-                bb[a] += sr * gr[a] + s2 * t
+                bb[a] += sr * gr[a]
                 for c in range(a + 1):
                     Ab[a, c] += s2 * Hr[a, c]
+        for a in range(F):                                   # + (Σ s_r² H_r) y_k: the pull
+            for c in range(a + 1, F):                        # without y_k's own share
+                Ab[a, c] = Ab[c, a]
         for a in range(F):
-            for c in range(a + 1):
+            t = 0.0
+            for c in range(F):
+                t += Ab[a, c] * yk[c]
+            bb[a] = prior_Y[a] + alpha * (bb[a] + t)
+        for a in range(F):
+            for c in range(F):
                 Ab[a, c] = Lam_Y[a, c] + alpha * Ab[a, c]
-                Ab[c, a] = Ab[a, c]
-            bb[a] = prior_Y[a] + alpha * bb[a]
         draw(Ab, bb, z_Y[k], newb)
         for a in range(F):                                   # δ into bb
             bb[a] = newb[a] - yk[a]
@@ -145,10 +148,10 @@ def half_sweep_loops(W, Y, P, Q, s, bag_off, bag_ids, hold_off, hold_ids, rated_
                 P[r, a] += sr * bb[a]
 
 
-def half_sweep(W, Y, P, Q, s, bags, holders, rated, other, e, hyper_W, hyper_Y, z_W, z_Y, alpha):
+def half_sweep(W, Y, P, Q, s, holders, rated, other, e, hyper_W, hyper_Y, z_W, z_Y, alpha):
     """``bayes_flipped.half_sweep``'s arguments, its loops compiled (in place, float64)."""
     (mu_W, Lam_W), (mu_Y, Lam_Y) = hyper_W, hyper_Y
-    half_sweep_loops(W, Y, P, Q, s, bags[0], bags[1], holders[0], holders[1], rated[0], rated[1],
+    half_sweep_loops(W, Y, P, Q, s, holders[0], holders[1], rated[0], rated[1],
                      other, e, np.ascontiguousarray(mu_W, np.float64),
                      np.ascontiguousarray(Lam_W, np.float64), np.ascontiguousarray(mu_Y, np.float64),
                      np.ascontiguousarray(Lam_Y, np.float64), z_W, z_Y, float(alpha))

@@ -59,20 +59,27 @@ def gaussian_draw(precision, b, z):
     return np.linalg.solve(L.T, np.linalg.solve(L, b) + z)
 
 
-def half_sweep(W, Y, P, Q, s, bags, holders, rated, other, e, hyper_W, hyper_Y, z_W, z_Y, alpha):
+def half_sweep(W, Y, P, Q, s, holders, rated, other, e, hyper_W, hyper_Y, z_W, z_Y, alpha):
     """Steps 1-2 (module docstring) for one side, in place: its rows W, then its bag table Y.
 
     W (R, F+1): rows [w_r, b_r];  Y (K, F): the bag table;  P (R, F): the side's vectors
     P_r = w_r + s_r Σ_{k ∈ bag r} Y_k, kept in step;  Q (O, F): the other side's vectors (read
-    only);  s (R,): the bag scales;  bags = (offsets, ids) CSR, rows -> K (read through
-    ``holders``, its transpose, K -> rows);  rated = (offsets, n) CSR, row -> its ratings;
-    other (N,): each rating's row on the other side;  e (N,): residuals before the sweep (left
-    stale: the caller recomputes them);  hyper_* = (μ, Λ);  z_W (R, F+1), z_Y (K, F): normals.
+    only);  s (R,): the bag scales;  holders = (offsets, rows) CSR, bag row k -> the rows whose
+    bag holds it, B(k);  rated = (offsets, n) CSR, row -> its ratings;  other (N,): each
+    rating's row on the other side;  e (N,): residuals before the sweep (left stale: the caller
+    recomputes them);  hyper_* = (μ, Λ);  z_W (R, F+1), z_Y (K, F): standard normals.
     """
+    H, g = draw_rows(W, P, Q, rated, other, e, hyper_W, z_W, alpha)
+    draw_bag_rows(Y, P, H, g, s, holders, hyper_Y, z_Y, alpha)
+
+
+def draw_rows(W, P, Q, rated, other, e, hyper_W, z_W, alpha):
+    """Step 1: every row w_r = [w_r, b_r] from its conditional (rows are independent given Q);
+    returns the statistics H (R, F+1, F+1) and g (R, F+1), g already following the new rows."""
     R, F = P.shape
-    (mu_W, Lam_W), (mu_Y, Lam_Y) = hyper_W, hyper_Y
+    mu_W, Lam_W = hyper_W
     H, g = np.zeros((R, F + 1, F + 1)), np.zeros((R, F + 1))
-    for r in range(R):                                           # 1. the rows, one by one
+    for r in range(R):
         n = rated[1][rated[0][r]:rated[0][r + 1]]
         q = np.hstack([Q[other[n]], np.ones((len(n), 1))])       # features [Q, 1] of r's ratings
         H[r], g[r] = q.T @ q, q.T @ e[n]
@@ -81,7 +88,15 @@ def half_sweep(W, Y, P, Q, s, bags, holders, rated, other, e, hyper_W, hyper_Y, 
         g[r] -= H[r] @ delta
         P[r] += delta[:F]
         W[r] = new
-    for k in range(Y.shape[0]):                                  # 2. the bag rows, one by one
+    return H, g
+
+
+def draw_bag_rows(Y, P, H, g, s, holders, hyper_Y, z_Y, alpha):
+    """Step 2: each bag row y_k in turn from its conditional given the current others; keeps
+    g and P following each new y_k."""
+    F = Y.shape[1]
+    mu_Y, Lam_Y = hyper_Y
+    for k in range(Y.shape[0]):
         rs = holders[1][holders[0][k]:holders[0][k + 1]]         # B(k): the rows whose bag holds k
         sk, Hk = s[rs], H[rs][:, :F, :F]
         precision = Lam_Y + alpha * np.einsum("r,rab->ab", sk ** 2, Hk)
@@ -155,10 +170,10 @@ class Chain:
         rng, prior, F = self.rng, self.prior, self.F
         hypers = [hyperparameters(T, prior, rng) for T in (self.Wu, self.Y, self.Wm, self.X)]
         z = [rng.standard_normal(T.shape) for T in (self.Wu, self.Y, self.Wm, self.X)]
-        self.half(self.Wu, self.Y, self.P, self.Q, self.s, self.user_bags, self.user_holders,
+        self.half(self.Wu, self.Y, self.P, self.Q, self.s, self.user_holders,
                   self.by_user, self.movies, self.e, hypers[0], hypers[1], z[0], z[1], self.alpha)
         self.e = self.residuals()
-        self.half(self.Wm, self.X, self.Q, self.P, self.t, self.movie_bags, self.movie_holders,
+        self.half(self.Wm, self.X, self.Q, self.P, self.t, self.movie_holders,
                   self.by_movie, self.users, self.e, hypers[2], hypers[3], z[2], z[3], self.alpha)
         self.e = self.residuals()
         precision = prior.offset_precision + self.alpha * len(self.e)
