@@ -23,9 +23,11 @@ def data(n=240, U=7, M=9, seed=0):
 
 
 def chain(F=3, seed=1, backend="numpy", sweeps=2):
-    """A chain a few sweeps in, so every table is away from its start."""
+    """A chain a few sweeps in, so every table is away from its start; the ratings' noise
+    weights w_n (precision α w_n) are set unequal, so the weighting is tested too."""
     users, movies, y = data()
     c = Chain(users, movies, y, 7, 9, F, seed=seed, backend=backend)
+    c.w = np.random.default_rng(seed).uniform(0.5, 2.0, len(y))
     for _ in range(sweeps):
         c.sweep()
     return c
@@ -51,21 +53,22 @@ def bag_sums(c):
 def user_side(c, hyper_W, hyper_Y, z_W, z_Y):
     """The arguments of the user side's half sweep (copies: the caller's chain is kept)."""
     c = copy.deepcopy(c)
-    return c, (c.Wu, c.Y, c.P, c.Q, c.s, c.user_holders, c.by_user, c.movies, c.e, hyper_W,
-               hyper_Y, z_W, z_Y, c.alpha)
+    return c, (c.Wu, c.Y, c.P, c.Q, c.s, c.user_holders, c.by_user, c.movies, c.e, c.w,
+               hyper_W, hyper_Y, z_W, z_Y, c.alpha)
 
 
 def rows_step(args):
     """Step 1 alone on the arguments ``user_side`` made."""
-    W, Y, P, Q, s, holders, rated, other, e, hyper_W, hyper_Y, z_W, z_Y, alpha = args
-    return draw_rows(W, P, Q, rated, other, e, hyper_W, z_W, alpha)
+    W, Y, P, Q, s, holders, rated, other, e, w, hyper_W, hyper_Y, z_W, z_Y, alpha = args
+    return draw_rows(W, P, Q, rated, other, e, w, hyper_W, z_W, alpha)
 
 
-def regression(X, target, alpha, mu, Lam):
-    """Bayesian linear regression target = X w + noise (precision α), prior w ~ N(μ, Λ⁻¹):
-    posterior precision Λ + α XᵀX and mean (Λ + α XᵀX)⁻¹ (Λμ + α Xᵀ target)."""
-    A = Lam + alpha * X.T @ X
-    return np.linalg.solve(A, Lam @ mu + alpha * X.T @ target), A
+def regression(X, target, weight, alpha, mu, Lam):
+    """Bayesian linear regression target = X β + noise (precision α·weight, one per row), prior
+    β ~ N(μ, Λ⁻¹): posterior precision A = Λ + α Xᵀ diag(weight) X, mean A⁻¹ (Λμ + α Xᵀ
+    diag(weight) target)."""
+    A = Lam + alpha * X.T @ (weight[:, None] * X)
+    return np.linalg.solve(A, Lam @ mu + alpha * X.T @ (weight * target)), A
 
 
 # float64 throughout: a solve of a d x d system with condition number κ loses about κ·1e-16; the
@@ -89,7 +92,7 @@ def test_a_user_rows_conditional_is_the_regression_worked_by_hand():
         X = np.hstack([before.Q[j], np.ones((len(n), 1))])
         implicit = before.P[i] - before.Wu[i, :F]                    # s_i Σ y_k
         target = before.y[n] - before.mu - before.Wm[j, F] - before.Q[j] @ implicit
-        mean, _ = regression(X, target, before.alpha, *hW)
+        mean, _ = regression(X, target, before.w[n], before.alpha, *hW)
         np.testing.assert_allclose(after.Wu[i], mean, **TOL, err_msg=f"user {i}")
     np.testing.assert_allclose(after.Wu[6], hW[0], **TOL)            # no ratings: the prior mean
 
@@ -114,7 +117,7 @@ def test_each_bag_rows_conditional_is_the_regression_worked_by_hand():
         i, j = c.users[n], c.movies[n]
         X = c.s[i, None] * c.Q[j]
         rest = c.mu + state.Wu[i, F] + c.Wm[j, F] + np.einsum("nf,nf->n", P[i], c.Q[j]) - X @ state.Y[k]
-        mean, _ = regression(X, c.y[n] - rest, c.alpha, *hY)
+        mean, _ = regression(X, c.y[n] - rest, c.w[n], c.alpha, *hY)
         np.testing.assert_allclose(after.Y[k], mean, **TOL, err_msg=f"bag row {k}")
     np.testing.assert_allclose(after.Y[8], hY[0], **TOL)             # in nobody's bag: the prior
 
@@ -151,7 +154,7 @@ def test_a_bag_rows_draws_have_the_conditionals_moments(backend):
     i, j = c.users[n], c.movies[n]
     X = c.s[i, None] * c.Q[j]
     rest = c.mu + after.Wu[i, F] + c.Wm[j, F] + np.einsum("nf,nf->n", P[i], c.Q[j]) - X @ c.Y[0]
-    mean, precision = regression(X, c.y[n] - rest, c.alpha, *hY)
+    mean, precision = regression(X, c.y[n] - rest, c.w[n], c.alpha, *hY)
     cov = np.linalg.inv(precision)
     rng, S = np.random.default_rng(9), 4000
     draws = np.empty((S, F))

@@ -2,9 +2,10 @@
 the same maths as its NumPy reference ``half_sweep``, the same arguments, the same draws (the
 normals z come in from the caller), for one side of the model at a time.
 
-For side row r (a user, say: R rows) with ratings n ∈ R(r), features q_n = [Q_other(n), 1]:
+For side row r (a user, say: R rows) with ratings n ∈ R(r), features q_n = [Q_other(n), 1],
+each rating's noise precision α w_n:
 
-    H_r = Σ q_n q_nᵀ,  g_r = Σ q_n e_n                       the row's sufficient statistics
+    H_r = Σ w_n q_n q_nᵀ,  g_r = Σ w_n q_n e_n               the row's sufficient statistics
     w_r ~ N(Λ⁻¹ b, Λ⁻¹),  Λ = Λ_W + α H_r,  b = Λ_W μ_W + α (g_r + H_r w_r)
     g_r -= H_r δ;  P_r += δ[:F]                              the statistics follow the new row
 
@@ -62,7 +63,7 @@ def matvec(A, x):
 
 @jit
 def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
-                     other, e, mu_W, Lam_W, mu_Y, Lam_Y, z_W, z_Y, alpha):
+                     other, e, w, mu_W, Lam_W, mu_Y, Lam_Y, z_W, z_Y, alpha):
     R, F = P.shape
     d = F + 1
     H = np.zeros((R, d, d))
@@ -76,14 +77,15 @@ def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
         Hr, gr = H[r], g[r]
         for p in range(rated_off[r], rated_off[r + 1]):
             n = rated_n[p]
-            q = Q[other[n]]
-            for a in range(F):                               # H_r += q qᵀ, g_r += q e (q = [Q, 1])
+            q, wn = Q[other[n]], w[n]
+            for a in range(F):                               # H_r += w q qᵀ, g_r += w q e (q = [Q, 1])
+                wq = wn * q[a]
                 for c in range(a + 1):
-                    Hr[a, c] += q[a] * q[c]
-                Hr[F, a] += q[a]
-                gr[a] += q[a] * e[n]
-            Hr[F, F] += 1.0
-            gr[F] += e[n]
+                    Hr[a, c] += wq * q[c]
+                Hr[F, a] += wq
+                gr[a] += wq * e[n]
+            Hr[F, F] += wn
+            gr[F] += wn * e[n]
         for a in range(d):                                   # symmetric: fill the upper half
             for c in range(a + 1, d):
                 Hr[a, c] = Hr[c, a]
@@ -148,10 +150,10 @@ def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
                 P[r, a] += sr * bb[a]
 
 
-def half_sweep(W, Y, P, Q, s, holders, rated, other, e, hyper_W, hyper_Y, z_W, z_Y, alpha):
+def half_sweep(W, Y, P, Q, s, holders, rated, other, e, w, hyper_W, hyper_Y, z_W, z_Y, alpha):
     """``bayes_flipped.half_sweep``'s arguments, its loops compiled (in place, float64)."""
     (mu_W, Lam_W), (mu_Y, Lam_Y) = hyper_W, hyper_Y
     half_sweep_loops(W, Y, P, Q, s, holders[0], holders[1], rated[0], rated[1],
-                     other, e, np.ascontiguousarray(mu_W, np.float64),
+                     other, e, w, np.ascontiguousarray(mu_W, np.float64),
                      np.ascontiguousarray(Lam_W, np.float64), np.ascontiguousarray(mu_Y, np.float64),
                      np.ascontiguousarray(Lam_Y, np.float64), z_W, z_Y, float(alpha))

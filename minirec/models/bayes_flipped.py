@@ -59,7 +59,7 @@ def gaussian_draw(precision, b, z):
     return np.linalg.solve(L.T, np.linalg.solve(L, b) + z)
 
 
-def half_sweep(W, Y, P, Q, s, holders, rated, other, e, hyper_W, hyper_Y, z_W, z_Y, alpha):
+def half_sweep(W, Y, P, Q, s, holders, rated, other, e, w, hyper_W, hyper_Y, z_W, z_Y, alpha):
     """Steps 1-2 (module docstring) for one side, in place: its rows W, then its bag table Y.
 
     W (R, F+1): rows [w_r, b_r];  Y (K, F): the bag table;  P (R, F): the side's vectors
@@ -69,11 +69,11 @@ def half_sweep(W, Y, P, Q, s, holders, rated, other, e, hyper_W, hyper_Y, z_W, z
     rating's row on the other side;  e (N,): residuals before the sweep (left stale: the caller
     recomputes them);  hyper_* = (μ, Λ);  z_W (R, F+1), z_Y (K, F): standard normals.
     """
-    H, g = draw_rows(W, P, Q, rated, other, e, hyper_W, z_W, alpha)
+    H, g = draw_rows(W, P, Q, rated, other, e, w, hyper_W, z_W, alpha)
     draw_bag_rows(Y, P, H, g, s, holders, hyper_Y, z_Y, alpha)
 
 
-def draw_rows(W, P, Q, rated, other, e, hyper_W, z_W, alpha):
+def draw_rows(W, P, Q, rated, other, e, w, hyper_W, z_W, alpha):
     """Step 1: every row w_r = [w_r, b_r] from its conditional (rows are independent given Q);
     returns the statistics H (R, F+1, F+1) and g (R, F+1), g already following the new rows."""
     R, F = P.shape
@@ -82,7 +82,7 @@ def draw_rows(W, P, Q, rated, other, e, hyper_W, z_W, alpha):
     for r in range(R):
         n = rated[1][rated[0][r]:rated[0][r + 1]]
         q = np.hstack([Q[other[n]], np.ones((len(n), 1))])       # features [Q, 1] of r's ratings
-        H[r], g[r] = q.T @ q, q.T @ e[n]
+        H[r], g[r] = q.T @ (w[n, None] * q), q.T @ (w[n] * e[n])
         new = gaussian_draw(Lam_W + alpha * H[r], Lam_W @ mu_W + alpha * (g[r] + H[r] @ W[r]), z_W[r])
         delta = new - W[r]
         g[r] -= H[r] @ delta
@@ -148,6 +148,7 @@ class Chain:
         self.Wm = np.hstack([init_scale * start((n_movies, rank)), np.zeros((n_movies, 1))])
         self.Y, self.X = np.zeros((n_movies, rank)), np.zeros((n_users, rank))
         self.mu, self.alpha = float(self.y.mean()), 2.0
+        self.w = np.ones(len(self.y))                         # each rating's precision is α w_n
         self.P, self.Q = self.Wu[:, :rank].copy(), self.Wm[:, :rank].copy()
         self.half = half_sweep
         if backend == "numba":
@@ -171,16 +172,21 @@ class Chain:
         hypers = [hyperparameters(T, prior, rng) for T in (self.Wu, self.Y, self.Wm, self.X)]
         z = [rng.standard_normal(T.shape) for T in (self.Wu, self.Y, self.Wm, self.X)]
         self.half(self.Wu, self.Y, self.P, self.Q, self.s, self.user_holders,
-                  self.by_user, self.movies, self.e, hypers[0], hypers[1], z[0], z[1], self.alpha)
+                  self.by_user, self.movies, self.e, self.w, hypers[0], hypers[1], z[0], z[1], self.alpha)
         self.e = self.residuals()
         self.half(self.Wm, self.X, self.Q, self.P, self.t, self.movie_holders,
-                  self.by_movie, self.users, self.e, hypers[2], hypers[3], z[2], z[3], self.alpha)
+                  self.by_movie, self.users, self.e, self.w, hypers[2], hypers[3], z[2], z[3], self.alpha)
         self.e = self.residuals()
-        precision = prior.offset_precision + self.alpha * len(self.e)
-        new = self.alpha * (self.e.sum() + len(self.e) * self.mu) / precision + rng.standard_normal() / np.sqrt(precision)
-        self.e -= new - self.mu
+        self.draw_noise()
+
+    def draw_noise(self):
+        """μ given the rest, then α (step 4), each rating weighted by w_n."""
+        rng, prior, w, e = self.rng, self.prior, self.w, self.e
+        precision = prior.offset_precision + self.alpha * w.sum()
+        new = self.alpha * (w @ e + w.sum() * self.mu) / precision + rng.standard_normal() / np.sqrt(precision)
+        e -= new - self.mu
         self.mu = float(new)
-        self.alpha = float(rng.gamma(prior.a0 + len(self.e) / 2, 1 / (prior.b0 + self.e @ self.e / 2)))
+        self.alpha = float(rng.gamma(prior.a0 + len(e) / 2, 1 / (prior.b0 + e @ (w * e) / 2)))
 
     def draw(self):
         """The current draw as the tables of the held model (``BPMF.set_posterior_mean``)."""
