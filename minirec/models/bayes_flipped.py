@@ -131,7 +131,7 @@ class Chain:
     """
 
     def __init__(self, users, movies, y, n_users, n_movies, rank, prior=None, seed=0,
-                 backend="numpy", init_scale=0.1):
+                 backend="numpy", init_scale=0.1, user_noise=None):
         self.users, self.movies = np.asarray(users, np.int64), np.asarray(movies, np.int64)
         self.y = np.asarray(y, np.float64)
         self.U, self.M, self.F = n_users, n_movies, rank
@@ -149,6 +149,7 @@ class Chain:
         self.Y, self.X = np.zeros((n_movies, rank)), np.zeros((n_users, rank))
         self.mu, self.alpha = float(self.y.mean()), 2.0
         self.w = np.ones(len(self.y))                         # each rating's precision is α w_n
+        self.user_noise, self.tau = user_noise, np.ones(n_users)
         self.P, self.Q = self.Wu[:, :rank].copy(), self.Wm[:, :rank].copy()
         self.half = half_sweep
         if backend == "numba":
@@ -187,6 +188,11 @@ class Chain:
         e -= new - self.mu
         self.mu = float(new)
         self.alpha = float(rng.gamma(prior.a0 + len(e) / 2, 1 / (prior.b0 + e @ (w * e) / 2)))
+        if self.user_noise:                                  # step 5: each user's τ_i
+            a, U = self.user_noise, self.U
+            self.tau = rng.gamma(a + np.bincount(self.users, minlength=U) / 2,
+                                 1 / (a + self.alpha * np.bincount(self.users, e * e, minlength=U) / 2))
+            self.w = self.tau[self.users]
 
     def draw(self):
         """The current draw as the tables of the held model (``BPMF.set_posterior_mean``)."""
