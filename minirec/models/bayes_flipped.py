@@ -212,14 +212,17 @@ class BayesFlipped(BPMF):
     side, each scaled by 1/√S, the biases averaged with μ joining b_i, a ``Clip`` as output).
     The bags N(i), N(j) come from the ratings given to ``fit``. ``rank`` is F of one draw;
     ``samples`` sweeps, the first ``burn_in`` discarded, then every ``thin``-th kept;
-    ``beta0`` the Normal-Wishart prior's β0 (its scale matrix is I, ν0 = d).
+    ``beta0`` the Normal-Wishart prior's β0 (its scale matrix is I, ν0 = d); ``user_noise``
+    a > 0 gives each user a noise precision α τ_i, τ_i ~ Gamma(a, a) (None: one α for all).
     """
     trained_by = "Gibbs sampling (bayes_flipped.Chain): no optimiser; fit draws from the posterior"
 
     def __init__(self, n_users, n_movies, rank=10, samples=200, burn_in=50, thin=2,
-                 clip=(1.0, 5.0), beta0=2.0, dtype=np.float32, seed=None, backend=None):
+                 clip=(1.0, 5.0), beta0=2.0, user_noise=None, dtype=np.float32, seed=None,
+                 backend=None):
         super().__init__(n_users, n_movies, rank, samples, burn_in, thin, clip, dtype, seed, backend)
         self.beta0 = inputs.finite_positive("beta0", beta0)
+        self.user_noise = None if user_noise is None else inputs.finite_positive("user_noise", user_noise)
 
     def fit(self, x, y, validation_data=None, verbose=1, prior=None):
         """Run the chain on training ratings ``x``, ``y`` and set the posterior mean. With
@@ -227,11 +230,9 @@ class BayesFlipped(BPMF):
         every 25 sweeps. Returns a one-entry ``History``."""
         from ..train.loop import History
         start = time.perf_counter()
-        users, movies = (to_numpy(a) for a in inputs.pairs(x, self.n_users, self.n_movies, np))
-        y = to_numpy(inputs.ratings(y, len(users), np, np.float64))
-        chain = Chain(users, movies, y, self.n_users, self.n_movies, self.rank,
-                      prior or Prior(beta0=self.beta0), self.seed or 0,
-                      "numba" if self.backend == "numba" else "numpy")
+        data = self.inputs_of(x)
+        y = to_numpy(inputs.ratings(y, len(data[0]), np, np.float64))
+        chain = self.chain(data, y, prior or Prior(beta0=self.beta0))
         watch = self.watch(validation_data) if (validation_data is not None and verbose) else None
         draws = []
         for s in range(self.samples):
@@ -246,20 +247,31 @@ class BayesFlipped(BPMF):
         history.append(1, loss=None, lr=None, seconds=time.perf_counter() - start, val_loss=val)
         return history
 
+    def inputs_of(self, x):
+        """``x = [users, movies]`` checked, as NumPy arrays: what ``Chain.predict`` reads."""
+        return tuple(to_numpy(a) for a in inputs.pairs(x, self.n_users, self.n_movies, np))
+
+    def chain(self, data, y, prior):
+        """The sampler for training ratings ``data = (users, movies)``, ``y``."""
+        return Chain(*data, y, self.n_users, self.n_movies, self.rank, prior, self.seed or 0,
+                     "numba" if self.backend == "numba" else "numpy", user_noise=self.user_noise)
+
     def watch(self, validation_data):
         """A callback printing the running posterior mean's validation RMSE every 25 sweeps."""
-        (vu, vm), vy = validation_data
-        vy = to_numpy(vy).astype(np.float64)
+        vx, vy = validation_data
+        data, vy = self.inputs_of(vx), to_numpy(vy).astype(np.float64)
         total, count = np.zeros(len(vy)), [0]
 
+        def rmse(pred):
+            return np.sqrt(np.mean((np.clip(pred, *self.clip) - vy) ** 2))
+
         def watch(s, chain):
+            now = chain.predict(*data)
             if s >= self.burn_in and (s - self.burn_in) % self.thin == 0:
-                total[...] += chain.predict(to_numpy(vu), to_numpy(vm))
+                total[...] += now
                 count[0] += 1
             if (s + 1) % 25 == 0:
-                now = np.clip(chain.predict(to_numpy(vu), to_numpy(vm)), *self.clip)
-                mean = f"{np.sqrt(np.mean((np.clip(total / count[0], *self.clip) - vy) ** 2)):.4f}" if count[0] else "-"
-                print(f"sweep {s + 1}/{self.samples}: validation RMSE of this draw "
-                      f"{np.sqrt(np.mean((now - vy) ** 2)):.4f}, of the posterior mean {mean} "
-                      f"({count[0]} draws)", flush=True)
+                mean = f"{rmse(total / count[0]):.4f}" if count[0] else "-"
+                print(f"sweep {s + 1}/{self.samples}: validation RMSE of this draw {rmse(now):.4f}, "
+                      f"of the posterior mean {mean} ({count[0]} draws)", flush=True)
         return watch

@@ -32,7 +32,7 @@ import sys
 import warnings
 import zipfile
 
-from ..models import bpmf, ease, hybrid, recommender, svdpp, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
+from ..models import bayes_flipped, bayes_timed, bpmf, ease, hybrid, recommender, svdpp, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
 from .cli_options import build_parser
