@@ -213,3 +213,97 @@ def test_the_model_is_the_posterior_mean_and_saves_and_loads(tmp_path):
     loaded = model_from_weights(path)
     assert type(loaded) is BayesFlipped and loaded.config() == model.config()
     np.testing.assert_array_equal(loaded.predict([users, movies]), model.predict([users, movies]))
+
+
+# ----- time: the day-specific user bias (models/bayes_timed.py) ------------------------------------
+
+class Means:
+    """A stand-in generator whose draws are their distributions' means: a step run with it
+    returns its conditional's mean, to be checked against the closed form."""
+
+    def standard_normal(self, size=None):
+        return np.zeros(size) if size is not None else 0.0
+
+    def gamma(self, shape, scale=1.0):
+        return np.asarray(shape) * np.asarray(scale)
+
+
+def timed_chain(sweeps=2, backend="numpy"):
+    from minirec.models.bayes_timed import TimedChain, day_keys
+    users, movies, y = data()
+    days = 17000 + (np.arange(len(y)) * 7) % 3                     # three days, each user on several
+    keys, groups = np.unique(day_keys(users, days), return_inverse=True)
+    c = TimedChain(users, movies, y, 7, 9, 3, groups, keys, seed=1, backend=backend, user_noise=4.0)
+    for _ in range(sweeps):
+        c.sweep()
+    return c, days
+
+
+def test_the_day_biases_conditional_is_the_regression_worked_by_hand():
+    """b_g given the rest: the ratings of group g are r_n = (r̂_n without b_g) + b_g + noise of
+    precision α w_n, prior N(0, 1/λ): precision λ + α Σ w_n, mean α Σ w_n (r_n - rest_n) / that.
+    Then λ | b ~ Gamma(1 + G/2, rate 1 + Σ b²/2), whose mean is checked the same way."""
+    c, _ = timed_chain()
+    before = copy.deepcopy(c)
+    c.rng = Means()
+    c.draw_noise()
+    rest = before.predict(before.users, before.movies) - before.b[before.groups]
+    for g in range(len(before.keys)):
+        n = before.groups == g
+        precision = before.lam + before.alpha * before.w[n].sum()
+        mean = before.alpha * before.w[n] @ (before.y[n] - rest[n]) / precision
+        np.testing.assert_allclose(c.b[g], mean, **TOL, err_msg=f"group {g}")
+    G = len(before.keys)
+    np.testing.assert_allclose(c.lam, (1 + G / 2) / (1 + c.b @ c.b / 2), **TOL)
+    np.testing.assert_allclose(c.e, c.y - c.predict(c.users, c.movies), **TOL)
+
+
+def test_the_timed_chain_is_the_same_on_numpy_and_numba():
+    pytest.importorskip("numba")
+    (a, _), (b, _) = timed_chain(4), timed_chain(4, "numba")
+    for name in ("Wu", "Wm", "Y", "X", "b", "tau", "e"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+def test_the_day_bias_layers_gradient():
+    """UserDayBias: forward looks each key up (an unknown key reads 0); backward scatter-adds,
+    repeated keys adding up, checked against central differences (smooth: bound 1e-7)."""
+    from minirec.models.bayes_timed import UserDayBias
+    from minirec.nn.gradcheck import SMOOTH_BOUND, compare, numerical_gradient
+    from minirec.models.bayes_timed import check_user_day_bias
+    layer = UserDayBias(np.array([5, 9, 40]), dtype=np.float64)
+    layer.params["W"][:, 0] = [0.5, -1.0, 2.0]
+    k = np.array([9, 9, 7, 40, 5])                                   # a repeat and an unknown key
+    np.testing.assert_array_equal(layer.forward(k), [-1.0, -1.0, 0.0, 2.0, 0.5])
+    dout = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    layer.backward(dout)
+    np.testing.assert_allclose(layer.grads["W"][:, 0], [0.5, 0.3, 0.4], rtol=1e-15)
+    num = numerical_gradient(lambda: float(layer.forward(k) @ dout), layer.params["W"])
+    assert compare("UserDayBias.W", layer.grads["W"], num, SMOOTH_BOUND) < SMOOTH_BOUND
+    assert all(err < SMOOTH_BOUND for err in check_user_day_bias().values())
+
+
+def test_the_timed_model_is_its_posterior_mean_and_wants_its_days(tmp_path):
+    from minirec.models.bayes_timed import BayesTimedFlipped
+    c, days = timed_chain(0)
+    users, movies, y = c.users, c.movies, c.y
+    model = BayesTimedFlipped(7, 9, rank=3, samples=6, burn_in=2, thin=2, user_noise=4.0, seed=1,
+                              backend="numpy")
+    model.fit([users, movies, days], y, verbose=0)
+    kept, without_day = [], []
+    for s in range(6):
+        c.sweep()
+        if s in (2, 4):
+            kept.append(c.predict(users, movies, days))
+            without_day.append(kept[-1] - c.b[c.groups])
+    # float32 held model: 2F + 4 terms of size < 10 each, rounding below 10 · 10 · 6e-8
+    np.testing.assert_allclose(model.predict([users, movies, days]), np.clip(np.mean(kept, axis=0), 1, 5), atol=6e-6)
+    unseen = model.predict([users[:3], movies[:3], days[:3] + 100])  # days no rating was made on
+    np.testing.assert_allclose(unseen, np.clip(np.mean(without_day, axis=0)[:3], 1, 5), atol=6e-6)
+    with pytest.raises(ValueError, match="needs the day of each rating"):
+        model.predict([users, movies])
+    path = tmp_path / "timed.npz"
+    model.save_weights(path)
+    loaded = model_from_weights(path)
+    assert loaded.n_user_days == model.n_user_days == len(c.keys)
+    np.testing.assert_array_equal(loaded.predict([users, movies, days]), model.predict([users, movies, days]))

@@ -224,3 +224,19 @@ class BayesTimedFlipped(BayesFlipped):
             out.append(super().predict([users[i:i + batch_size], movies[i:i + batch_size]], batch_size))
         self.days_in = None
         return np.concatenate(out) if out else np.empty(0, self.dtype)
+
+
+def check_user_day_bias(seed=0):
+    """The gradient check of ``UserDayBias`` for the catalogue (``tools/check_all.py``): keys
+    repeated and one unknown, float64, against central differences."""
+    from ..nn.gradcheck import SMOOTH_BOUND, compare, numerical_gradient
+    rng = np.random.default_rng(seed)
+    layer = UserDayBias(day_keys([0, 0, 3, 4], [10, 11, 10, 12]), dtype=np.float64)
+    layer.params["W"][...] = rng.standard_normal(layer.params["W"].shape)
+    k = day_keys([0, 3, 0, 3, 2, 4], [11, 10, 11, 10, 10, 12])   # repeats, and (2, 10) unknown
+    dout = rng.standard_normal(len(k))
+    layer.forward(k)
+    layer.backward(dout)
+    num = numerical_gradient(lambda: float(layer.forward(k) @ dout), layer.params["W"])
+    return {"UserDayBias (dW, repeated and unknown keys)": compare(
+        "UserDayBias.W", layer.grads["W"], num, SMOOTH_BOUND)}
