@@ -307,3 +307,27 @@ def test_the_timed_model_is_its_posterior_mean_and_wants_its_days(tmp_path):
     loaded = model_from_weights(path)
     assert loaded.n_user_days == model.n_user_days == len(c.keys)
     np.testing.assert_array_equal(loaded.predict([users, movies, days]), model.predict([users, movies, days]))
+
+
+def test_the_noise_steps_conditionals_worked_by_hand():
+    """μ, α and each user's τ_i given the rest, with the draws replaced by their means:
+    μ: r_n - rest_n = μ + noise (precision α w_n), prior N(0, 1/τ0) -> mean α Σ w (e + μ) / π,
+    π = τ0 + α Σ w;  α: Gamma(a0 + N/2, rate b0 + Σ w e²/2);  τ_i: Gamma(a + n_i/2, rate
+    a + α Σ_{n ∈ R(i)} e²/2) (w's other factors are 1 here), each read with the residuals the
+    step before left."""
+    users, movies, y = data()
+    c = Chain(users, movies, y, 7, 9, 3, seed=1, user_noise=3.0)
+    for _ in range(2):
+        c.sweep()
+    before, p = copy.deepcopy(c), c.prior
+    c.rng = Means()
+    c.draw_noise()
+    w, e = before.w, before.e
+    precision = p.offset_precision + before.alpha * w.sum()
+    np.testing.assert_allclose(c.mu, before.alpha * w @ (e + before.mu) / precision, **TOL)
+    e_new = y - (before.predict(users, movies) - before.mu + c.mu)
+    np.testing.assert_allclose(c.alpha, (p.a0 + len(y) / 2) / (p.b0 + e_new @ (w * e_new) / 2), **TOL)
+    for i in range(7):
+        n = users == i
+        np.testing.assert_allclose(c.tau[i], (3.0 + n.sum() / 2) / (3.0 + c.alpha * e_new[n] @ e_new[n] / 2), **TOL)
+    np.testing.assert_allclose(c.w, c.tau[users], **TOL)

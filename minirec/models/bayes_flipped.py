@@ -190,9 +190,10 @@ class Chain:
         self.alpha = float(rng.gamma(prior.a0 + len(e) / 2, 1 / (prior.b0 + e @ (w * e) / 2)))
         if self.user_noise:                                  # step 5: each user's τ_i
             a, U = self.user_noise, self.U
-            self.tau = rng.gamma(a + np.bincount(self.users, minlength=U) / 2,
-                                 1 / (a + self.alpha * np.bincount(self.users, e * e, minlength=U) / 2))
-            self.w = self.tau[self.users]
+            other = w / self.tau[self.users]                 # w's other factors (1 here; a
+            self.tau = rng.gamma(a + np.bincount(self.users, minlength=U) / 2,   # subclass may
+                                 1 / (a + self.alpha * np.bincount(self.users, other * e * e, minlength=U) / 2))
+            self.w = self.tau[self.users] * other            # add some)
 
     def draw(self):
         """The current draw as the tables of the held model (``BPMF.set_posterior_mean``)."""

@@ -1,0 +1,167 @@
+"""How the ml-100k record's settings were chosen: each step and each idea tried, on folds u2-u5.
+
+Run:  python benchmarks/record_search.py [--data DIR] [--configs NAME,NAME,...] [--write]
+
+Every configuration runs the Gibbs sampler of Bayesian SVD++ flipped (``models/bayes_flipped.py``,
+``models/bayes_timed.py``) on each of ml-100k's folds u2-u5, seed 0, burn-in 50, every draw
+after it averaged, and prints the posterior mean's test RMSE (clipped to [1, 5]) after 200, 300
+and 400 sweeps, the mean over the folds, and the CPU seconds of 400 sweeps. Fold u1 is never
+read. The ideas that did not pay are defined here, as small subclasses of the chains, so that
+their figures can be rerun; the ones that paid are in the package. ``--write`` rewrites the
+record_search section of benchmarks/RESULTS.md (docs/ml100k-record.md quotes it).
+"""
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core, set before NumPy starts BLAS
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import minirec  # noqa: E402
+from minirec.models.bayes_flipped import Chain  # noqa: E402
+from minirec.models.bayes_timed import DAY, TimedChain, day_keys  # noqa: E402
+from minirec.models.bpmf import Prior  # noqa: E402
+from results import machine_line, table, write_section  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CHECKS = (200, 300, 400)
+
+
+class MoviePrecision(TimedChain):
+    """Noise precision α τ_i κ_j: a precision per movie too, κ_j ~ Gamma(a, a)."""
+
+    def draw_noise(self):
+        super().draw_noise()
+        a, e = self.user_noise, self.e
+        n = np.bincount(self.movies, minlength=self.M)
+        kappa = self.rng.gamma(a + n / 2, 1 / (a + self.alpha * np.bincount(
+            self.movies, self.tau[self.users] * e * e, minlength=self.M) / 2))
+        self.w = self.tau[self.users] * kappa[self.movies]
+
+
+class StudentT(Chain):
+    """Student-t noise as a scale mixture: precision α λ_n, λ_n ~ Gamma(ν/2, ν/2), ν = 5."""
+    nu = 5.0
+
+    def draw_noise(self):
+        super().draw_noise()
+        self.w = self.rng.gamma((self.nu + 1) / 2, 2 / (self.nu + self.alpha * self.e ** 2))
+
+
+class MovieBins(TimedChain):
+    """timeSVD++'s movie bias by time bin, b_{j,bin(t)}, 4 bins over the data's time span, as a
+    second set of group biases with its own precision (drawn like the day biases)."""
+
+    def setup_bins(self, groups, n_groups):
+        self.bin_groups, self.bin_b, self.bin_lam = groups, np.zeros(n_groups), 10.0
+        self.e = self.residuals()
+
+    def residuals(self):
+        r = super().residuals()
+        return r - self.bin_b[self.bin_groups] if hasattr(self, "bin_b") else r
+
+    def draw_noise(self):
+        rng, a, w, G = self.rng, self.alpha, self.w, len(self.bin_b)
+        e_plus = self.e + self.bin_b[self.bin_groups]
+        precision = self.bin_lam + a * np.bincount(self.bin_groups, w, minlength=G)
+        new = a * np.bincount(self.bin_groups, w * e_plus, minlength=G) / precision
+        new += rng.standard_normal(G) / np.sqrt(precision)
+        self.e, self.bin_b = e_plus - new[self.bin_groups], new
+        self.bin_lam = float(rng.gamma(1.0 + G / 2, 1 / (1.0 + new @ new / 2)))
+        super().draw_noise()
+
+
+# name -> (chain class, rank F, user_noise a); a TimedChain has the day biases
+CONFIGS = {
+    "one noise precision, F=10": (Chain, 10, None),
+    "one noise precision, F=20": (Chain, 20, None),
+    "Student-t noise (nu=5), F=10": (StudentT, 10, None),
+    "noise per user (a=2), F=10": (Chain, 10, 2.0),
+    "noise per user (a=5), F=10": (Chain, 10, 5.0),
+    "noise per user and per movie (a=2), F=10": (MoviePrecision, 10, 2.0),
+    "day biases, one noise precision, F=10": (TimedChain, 10, None),
+    "day biases, noise per user (a=1), F=10": (TimedChain, 10, 1.0),
+    "day biases, noise per user (a=2), F=10": (TimedChain, 10, 2.0),
+    "day biases, noise per user (a=5), F=10": (TimedChain, 10, 5.0),
+    "day biases, noise per user (a=10), F=10": (TimedChain, 10, 10.0),
+    "day biases + movie bins, noise per user (a=2), F=10": (MovieBins, 10, 2.0),
+    "day biases, noise per user (a=2), F=6": (TimedChain, 6, 2.0),
+    "day biases, noise per user (a=2), F=15": (TimedChain, 15, 2.0),
+    "day biases, noise per user (a=5), F=15": (TimedChain, 15, 5.0),
+}
+
+
+def days_of(folder, fold):
+    """The days (since 1970-01-01) of a fold's training and test ratings, in file order."""
+    read = [pd.read_csv(folder / f"{fold}.{part}", sep="\t", names=["u", "i", "r", "t"])
+            for part in ("base", "test")]
+    return [frame.t.to_numpy(np.int64) // DAY for frame in read]
+
+
+def run(name, ds, folder, folds):
+    cls, rank, user_noise = CONFIGS[name]
+    scores, cpu = {c: [] for c in CHECKS}, []
+    for fold in folds:
+        train, test = ds.fold(fold)
+        start = time.process_time()
+        kwargs = dict(prior=Prior(), seed=0, backend="numba", user_noise=user_noise)
+        args = (train.user, train.movie, train.y, ds.n_users, ds.n_movies, rank)
+        train_days, test_days = days_of(folder, fold)
+        if issubclass(cls, TimedChain):
+            keys, groups = np.unique(day_keys(train.user, train_days), return_inverse=True)
+            chain = cls(*args, groups, keys, **kwargs)
+            if cls is MovieBins:
+                t = np.concatenate([train_days, test_days])
+                span = (t - t.min()) * 4 // (t.max() + 1 - t.min())
+                bins, code = np.unique(np.concatenate([train.movie, test.movie]) * 4 + span, return_inverse=True)
+                chain.setup_bins(code[:len(train.y)], len(bins))
+                test_bins = code[len(train.y):]
+        else:
+            chain = cls(*args, **kwargs)
+        total, count = np.zeros(len(test.y)), 0
+        for s in range(max(CHECKS)):
+            chain.sweep()
+            if s >= 50:
+                pred = (chain.predict(test.user, test.movie, test_days) if issubclass(cls, TimedChain)
+                        else chain.predict(test.user, test.movie))
+                if cls is MovieBins:
+                    pred = pred + chain.bin_b[test_bins]
+                total += pred
+                count += 1
+            if s + 1 in scores:
+                scores[s + 1].append(float(np.sqrt(np.mean((np.clip(total / count, 1, 5) - test.y) ** 2))))
+        cpu.append(time.process_time() - start)
+        print(f"{name} | {fold} | " + ", ".join(f"{c}: {v[-1]:.4f}" for c, v in scores.items())
+              + f" | CPU {cpu[-1]:.1f} s", flush=True)
+    return [name, *(f"{np.mean(scores[c]):.4f}" for c in CHECKS), f"{np.mean(cpu):.1f}"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path,
+                        default=Path(os.environ.get("MINIREC_DATA") or HERE.parent.parent / "shared" / "data"))
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--folds", default="u2,u3,u4,u5")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    folds = args.folds.split(",")
+    if "u1" in folds:
+        raise ValueError("fold u1 is the out-of-sample fold: nothing is chosen on it")
+    ds = minirec.load_movielens(args.data / "ml-100k")
+    rows = [run(name, ds, args.data / "ml-100k", folds) for name in args.configs.split(",")]
+    text = "\n\n".join([
+        "## Choosing the ml-100k record's settings (record_search.py)",
+        f"Machine: {machine_line()}; one core, shared with other work. Bayesian SVD++ flipped "
+        f"(Gibbs sampling), seed 0, burn-in 50, every later draw averaged; the posterior mean's "
+        f"test RMSE, mean over folds {', '.join(folds)}, after 200, 300 and 400 sweeps; CPU "
+        "seconds of 400 sweeps on one fold (the mean). Fold u1 is not read.",
+        table(("configuration", *(f"{c} sweeps" for c in CHECKS), "CPU s"), rows)])
+    print("\n" + text)
+    if args.write:
+        write_section("record_search", text)
+
+
+if __name__ == "__main__":
+    main()
