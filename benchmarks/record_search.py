@@ -78,18 +78,15 @@ CONFIGS = {
     "one noise precision, F=10": (Chain, 10, None),
     "one noise precision, F=20": (Chain, 20, None),
     "Student-t noise (nu=5), F=10": (StudentT, 10, None),
-    "noise per user (a=2), F=10": (Chain, 10, 2.0),
     "noise per user (a=5), F=10": (Chain, 10, 5.0),
-    "noise per user and per movie (a=2), F=10": (MoviePrecision, 10, 2.0),
+    "noise per user and per movie (a=5), F=10": (MoviePrecision, 10, 5.0),
     "day biases, one noise precision, F=10": (TimedChain, 10, None),
-    "day biases, noise per user (a=1), F=10": (TimedChain, 10, 1.0),
     "day biases, noise per user (a=2), F=10": (TimedChain, 10, 2.0),
     "day biases, noise per user (a=5), F=10": (TimedChain, 10, 5.0),
     "day biases, noise per user (a=10), F=10": (TimedChain, 10, 10.0),
-    "day biases + movie bins, noise per user (a=2), F=10": (MovieBins, 10, 2.0),
-    "day biases, noise per user (a=2), F=6": (TimedChain, 6, 2.0),
-    "day biases, noise per user (a=2), F=15": (TimedChain, 15, 2.0),
-    "day biases, noise per user (a=5), F=15": (TimedChain, 15, 5.0),
+    "day biases, noise per user (a=20), F=10": (TimedChain, 10, 20.0),
+    "day biases + movie bins, noise per user (a=5), F=10": (MovieBins, 10, 5.0),
+    "day biases, noise per user (a=10), F=15": (TimedChain, 15, 10.0),
 }
 
 
