@@ -331,3 +331,48 @@ def test_the_noise_steps_conditionals_worked_by_hand():
         n = users == i
         np.testing.assert_allclose(c.tau[i], (3.0 + n.sum() / 2) / (3.0 + c.alpha * e_new[n] @ e_new[n] / 2), **TOL)
     np.testing.assert_allclose(c.w, c.tau[users], **TOL)
+
+
+def test_the_timed_model_follows_a_new_order_of_users_and_movies():
+    """remap (a data set with the same ids in another order): the day biases' keys and the
+    calendar move with the users and movies, so every rating is predicted as before."""
+    from types import SimpleNamespace
+    from minirec.models.bayes_timed import BayesTimedFlipped
+    c, days = timed_chain(0)
+    users, movies, y = c.users, c.movies, c.y
+    model = BayesTimedFlipped(7, 9, rank=2, samples=4, burn_in=1, thin=1, user_noise=4.0, seed=1,
+                              backend="numpy")
+    model.use_calendar(SimpleNamespace(name="tiny", user=users, movie=movies, timestamp=days * 86400 + 5))
+    model.fit([users, movies], y, verbose=0)
+    before = model.predict([users, movies])
+    np.testing.assert_array_equal(before, model.predict([users, movies, days]))
+    rng = np.random.default_rng(0)
+    for what, n in (("user", 7), ("movie", 9)):
+        order = rng.permutation(n)                    # order[k]: the old row of new row k
+        new_of_old = np.argsort(order)
+        model.remap(what, order)
+        if what == "user":
+            users = new_of_old[users]
+        else:
+            movies = new_of_old[movies]
+        np.testing.assert_array_equal(model.predict([users, movies, days]), before, err_msg=what)
+        np.testing.assert_array_equal(model.predict([users, movies]), before, err_msg=what)
+
+
+def test_minirec_train_fits_the_bayesian_kinds_saves_and_evaluates(tmp_path, capsys, monkeypatch):
+    """``minirec train --model bayes-flipped[-time]`` with its recipe (fewer sweeps here), then
+    ``evaluate`` of the saved file prints the same validation MSE (the timed model's calendar
+    travels in the file)."""
+    from minirec.data.synthetic import synthetic_movielens, write_release
+    from minirec.models import recipes
+    from minirec.tools.cli import main
+    release = write_release(synthetic_movielens(40, 60, 3000, seed=2), tmp_path / "tiny")
+    for kind in ("bayes-flipped", "bayes-flipped-time"):
+        monkeypatch.setitem(recipes.FITTED, kind, dict(model=dict(
+            recipes.FITTED[kind]["model"], samples=6, burn_in=2)))
+        path = tmp_path / f"{kind}.npz"
+        assert main(["train", "--data", str(release), "--model", kind, "-q", "--save", str(path),
+                     "--backend", "numpy"]) == 0
+        val = float(capsys.readouterr().out.split("validation MSE ")[1].split()[0])
+        assert main(["evaluate", "--weights", str(path), "--data", str(release), "--backend", "numpy"]) == 0
+        assert f"validation MSE {val:.4f}" in capsys.readouterr().out

@@ -225,6 +225,13 @@ class BayesFlipped(BPMF):
         self.beta0 = inputs.finite_positive("beta0", beta0)
         self.user_noise = None if user_noise is None else inputs.finite_positive("user_noise", user_noise)
 
+    @classmethod
+    def for_data(cls, ds, train, **kwargs):
+        """The model for ``ds``, its output clipped to the training ratings' range unless
+        ``clip`` is given (ml-100k: 1 to 5; ml-latest-small: 0.5 to 5)."""
+        kwargs.setdefault("clip", (float(np.min(train.y)), float(np.max(train.y))))
+        return cls(ds.n_users, ds.n_movies, **kwargs)
+
     def fit(self, x, y, validation_data=None, verbose=1, prior=None):
         """Run the chain on training ratings ``x``, ``y`` and set the posterior mean. With
         ``validation_data`` and ``verbose``, prints the running posterior mean's validation RMSE

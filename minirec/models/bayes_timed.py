@@ -48,19 +48,21 @@ class UserDayBias(Layer):
     keys (G,) sorted int64 (``day_keys``); W (G, 1), starting at 0.
     forward:  k (N,) keys      ->  out (N,),  out[n] = W[g(k_n)] or 0
     backward: dout (N,)        ->  dW[g(k_n)] += dout[n]  (a scatter-add: repeated pairs add up)
+
+    It also keeps the *calendar* its model reads days from when a rating comes without one:
+    ``calendar = (pairs, days)``, the sorted keys user · M + movie of a data set's ratings and
+    the day each was rated (empty when none was given). Both are saved with the weights.
     """
 
     def __init__(self, keys, dtype=np.float32, xp=np):
         super().__init__()
         self.keys = np.unique(np.asarray(keys, np.int64))
         self.params["W"] = xp.zeros((len(self.keys), 1), dtype=dtype)
+        self.calendar = (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def find(self, k):
         """(row of each key, whether it is there)."""
-        k = np.asarray(to_numpy(k), np.int64)
-        at = np.minimum(np.searchsorted(self.keys, k), max(len(self.keys) - 1, 0))
-        found = self.keys[at] == k if len(self.keys) else np.zeros(len(k), bool)
-        return at, found
+        return lookup(self.keys, k)
 
     def forward(self, k):
         self.at, self.found = self.find(k)
@@ -76,14 +78,26 @@ class UserDayBias(Layer):
 
     @property
     def buffers(self):
-        return {"keys": self.keys}
+        return {"keys": self.keys, "calendar_pairs": self.calendar[0], "calendar_days": self.calendar[1]}
 
     def load_buffers(self, buffers):
         keys = np.asarray(buffers["keys"], np.int64)
+        pairs, days = (np.asarray(buffers[f"calendar_{b}"], np.int64) for b in ("pairs", "days"))
         if keys.shape != (self.params["W"].shape[0],) or np.any(np.diff(keys) <= 0):
             raise ValueError(f"{len(keys)} keys for {self.params['W'].shape[0]} day biases, or "
                              "keys not sorted and distinct")
-        self.keys = keys
+        if pairs.shape != days.shape or np.any(np.diff(pairs) <= 0):
+            raise ValueError("the calendar's pairs are not sorted and distinct, one day each")
+        self.keys, self.calendar = keys, (pairs, days)
+
+
+def lookup(keys, k):
+    """(where each of ``k`` is in the sorted ``keys``, whether it is there)."""
+    k = np.asarray(to_numpy(k), np.int64)
+    if not len(keys):
+        return np.zeros(len(k), np.int64), np.zeros(len(k), bool)
+    at = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
+    return at, keys[at] == k
 
 
 class TimedChain(Chain):
@@ -96,9 +110,8 @@ class TimedChain(Chain):
         super().__init__(users, movies, y, n_users, n_movies, rank, **kwargs)
 
     def day_bias(self, users, days):
-        at = np.searchsorted(self.keys, day_keys(users, days))
-        at = np.minimum(at, len(self.keys) - 1)
-        return np.where(self.keys[at] == day_keys(users, days), self.b[at], 0.0)
+        at, found = lookup(self.keys, day_keys(users, days))
+        return np.where(found, self.b[at], 0.0)
 
     def predict(self, users, movies, days=None):
         """r̂ = μ + b_i + b_{i,d} + b_j + P_i · Q_j (the training ratings' own groups without
@@ -140,23 +153,23 @@ class BayesTimedFlipped(BayesFlipped):
                          dtype, seed, backend)
         self.n_user_days = inputs.whole_number("n_user_days", n_user_days, 0)
         self.user_day = UserDayBias(np.arange(self.n_user_days), self.dtype, self.xp)
-        self.calendar, self.days_in = None, None
+        self.days_in = None
 
     @classmethod
     def for_data(cls, ds, train, **kwargs):
-        """The model with ``ds``'s calendar (``use_calendar``)."""
-        model = cls(ds.n_users, ds.n_movies, **kwargs)
-        return model.use_calendar(ds)
+        """``BayesFlipped.for_data``'s model, with ``ds``'s calendar (``use_calendar``)."""
+        return super().for_data(ds, train, **kwargs).use_calendar(ds)
 
     def use_calendar(self, ds):
         """Read the day of a rating given as ``[users, movies]`` from data set ``ds``: the day
-        its (user, movie) pair was rated there (the first, should a pair be rated twice)."""
+        its (user, movie) pair was rated there (the first, should a pair be rated twice). The
+        calendar is saved with the weights."""
         if getattr(ds, "timestamp", None) is None:
             raise ValueError(f"{ds.name} has no timestamps: {type(self).__name__} needs the day "
                              "of each rating")
         pairs = np.asarray(ds.user, np.int64) * self.n_movies + np.asarray(ds.movie, np.int64)
-        keys, first = np.unique(pairs, return_index=True)
-        self.calendar = (keys, np.asarray(ds.timestamp, np.int64)[first] // DAY)
+        pairs, first = np.unique(pairs, return_index=True)
+        self.user_day.calendar = (pairs, np.asarray(ds.timestamp, np.int64)[first] // DAY)
         return self
 
     def inputs_of(self, x):
@@ -164,30 +177,48 @@ class BayesTimedFlipped(BayesFlipped):
         the calendar; refuses a pair the calendar does not hold, naming it."""
         days = None
         if isinstance(x, (list, tuple)) and len(x) == 3:
-            x, days = list(x[:2]), inputs.as_array(x[2], "days")
+            x, days = list(x[:2]), np.asarray(inputs.as_array(x[2], "days"))
         users, movies = super().inputs_of(x)
         if days is None:
-            if self.calendar is None:
+            pairs, day = self.user_day.calendar
+            if not len(pairs):
                 raise ValueError(f"{type(self).__name__} needs the day of each rating: give x = "
                                  "[users, movies, days] (days since 1970-01-01), or call "
                                  "use_calendar(ds) with the data set the ratings come from")
-            keys, day = self.calendar
-            pairs = users.astype(np.int64) * self.n_movies + movies
-            at = np.minimum(np.searchsorted(keys, pairs), len(keys) - 1)
-            if len(pairs) and not np.all(keys[at] == pairs):
-                n = int(np.argmin(keys[at] == pairs))
+            at, found = lookup(pairs, users.astype(np.int64) * self.n_movies + movies)
+            if not found.all():
+                n = int(np.argmin(found))
                 raise ValueError(f"the calendar has no rating of movie {movies[n]} by user "
                                  f"{users[n]} (input row {n}): give its day in x = [users, movies, days]")
             days = day[at]
-        if len(days) != len(users) or not np.issubdtype(np.asarray(days).dtype, np.number):
-            raise ValueError(f"{len(days)} days for {len(users)} ratings: one day (a number) each")
-        return users, movies, np.asarray(days, np.int64)
+        if days.shape != users.shape or not np.issubdtype(days.dtype, np.number):
+            raise ValueError(f"days of shape {days.shape} for {len(users)} ratings: one day (a number) each")
+        return users, movies, days.astype(np.int64)
+
+    def remap(self, what, order):
+        """``Model.remap``, and the (user, day) keys and the calendar follow the new rows."""
+        super().remap(what, order)
+        new_of_old = np.empty(len(order), np.int64)
+        new_of_old[np.asarray(order)] = np.arange(len(order))
+        layer, M = self.user_day, self.n_movies
+        pairs, days = layer.calendar
+        user, movie = pairs // M, pairs % M
+        user, movie = (new_of_old[user], movie) if what == "user" else (user, new_of_old[movie])
+        sort = np.argsort(user * M + movie)
+        layer.calendar = ((user * M + movie)[sort], days[sort])
+        if what == "user":
+            keys = new_of_old[layer.keys // SHIFT] * SHIFT + layer.keys % SHIFT
+            sort = np.argsort(keys)
+            W = layer.params["W"]
+            W[...] = W[self.xp.asarray(sort)]
+            layer.keys = keys[sort]
 
     def chain(self, data, y, prior):
         users, movies, days = data
         keys, groups = np.unique(day_keys(users, days), return_inverse=True)
-        self.n_user_days = len(keys)
+        self.n_user_days, calendar = len(keys), self.user_day.calendar
         self.user_day = UserDayBias(keys, self.dtype, self.xp)   # replaces the empty one
+        self.user_day.calendar = calendar
         return TimedChain(users, movies, y, self.n_users, self.n_movies, self.rank, groups, keys,
                           prior=prior, seed=self.seed or 0, user_noise=self.user_noise,
                           backend="numba" if self.backend == "numba" else "numpy")
