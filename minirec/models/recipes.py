@@ -40,6 +40,10 @@ RECIPES = {**IMPROVED,
 FITTED = {
     "bpmf": dict(model=dict(rank=10, samples=300, burn_in=75, thin=2)),
     "ease": dict(model=dict(l2=300.0, positive_at=3.0)),
+    # Bayesian SVD++ flipped, and with day biases: chosen on ml-100k's folds u2-u5
+    # (benchmarks/record_search.py, docs/ml100k-record.md); every second draw kept.
+    "bayes-flipped": dict(model=dict(rank=10, samples=400, burn_in=50, thin=2, user_noise=10.0)),
+    "bayes-flipped-time": dict(model=dict(rank=10, samples=400, burn_in=50, thin=2, user_noise=10.0)),
 }
 # Ranking: BPR on every rated pair with a rating of 4 or more as a positive (3 and below
 # carried less than nothing in measurement), lazy Adam, big batches; EASE as fitted above.

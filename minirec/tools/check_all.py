@@ -10,6 +10,7 @@ from ..models.hybrid import Hybrid
 from ..models.svdpp_flipped import FlippedSVDpp
 from ..models.multvae import MultVAE
 from ..nn.variational import check_variational
+from ..models.bayes_timed import check_user_day_bias
 from ..nn.gradcheck import (RELU_BOUND, SMOOTH_BOUND, GradientCheckError, check_clip, check_concat,
                             check_dense, check_dot, check_dropout, check_embedding,
                             check_embedding_bag, check_l2, check_model, check_mse, check_offset,
@@ -64,7 +65,7 @@ def check_models(seed=0):
 
 CHECKS = [check_embedding, check_embedding_bag, check_offset, check_dot, check_concat,
           check_dense, check_relu, check_dropout, check_clip, check_mse, check_l2, check_y_range,
-          check_variational, check_models]
+          check_variational, check_user_day_bias, check_models]
 
 
 class Result:

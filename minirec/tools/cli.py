@@ -38,7 +38,8 @@ import zipfile
 
 import numpy as np
 
-from ..models import bpmf, ease, hybrid, multvae, recommender, svdpp, svdpp_flipped  # noqa: F401  (the built-in kinds register themselves)
+from ..models import (bayes_flipped, bayes_timed, bpmf, ease, hybrid, multvae,  # noqa: F401  (the built-in
+                      recommender, svdpp, svdpp_flipped)  # kinds register themselves)
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
 from .cli_options import build_parser, check_train_flags, import_source, model_kind
