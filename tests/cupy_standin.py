@@ -601,6 +601,7 @@ cuda.Stream.null = _Stream()
 cuda.get_device_id = lambda: 0
 cuda.runtime = types.ModuleType("cupy.cuda.runtime")
 cuda.runtime.getDeviceCount = lambda: 1
+cuda.runtime.memGetInfo = lambda: (16 << 30, 16 << 30)  # (free, total) bytes: a 16 GiB card
 cuda.runtime.getDeviceProperties = lambda device: {
     "name": b"CuPy stand-in (NumPy on the CPU)", "totalGlobalMem": MEMORY, "major": 0, "minor": 0,
     "multiProcessorCount": 2, "maxThreadsPerMultiProcessor": 2048}

@@ -145,7 +145,7 @@ def test_a_missing_matplotlib_says_which_extra_to_install(weights, release, tmp_
 
 @pytest.mark.parametrize("args, fragment", [
     (["train", "--batch-size", 0], "--batch-size: must be >= 1, got 0"),
-    (["train", "--model", "dot", "--improved"], "--improved is a recipe for bias, nn, svdpp, svdpp-flipped, not dot"),
+    (["train", "--model", "dot", "--improved"], "--improved is a recipe for bias, nn, svdpp, svdpp-flipped, hybrid, not dot"),
     (["train", "--lr", 0], "--lr: must be a finite number > 0"),
     (["train", "--lr", "-0.1"], "--lr: must be a finite number > 0"),
     (["train", "--lr", "nan"], "--lr: must be a finite number > 0"),

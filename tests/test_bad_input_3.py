@@ -5,6 +5,7 @@ The commands run in this process (``cli.main``), which prints a user error as on
 and returns 2; the memory tests set what the machine "has" (``inputs.available_memory``), so they
 say the same on a laptop and on a server.
 """
+from types import SimpleNamespace
 import errno
 import json
 import tempfile
@@ -139,7 +140,7 @@ def test_every_kind_says_at_least_the_weights_it_holds():
     for kind, cls in KINDS.items():
         if not cls.__module__.startswith("minirec."):
             continue  # a learner's class another test registered
-        model = cls.for_data(4, 5, train, backend="numpy")
+        model = cls.for_data(SimpleNamespace(n_users=4, n_movies=5), train, backend="numpy")
         settings = {k: v for k, v in model.config().items() if k != "class"}
         implied = implied_weights(cls, {**settings, "dtype": "float32"})
         assert implied <= model.count_params(), kind

@@ -1,6 +1,7 @@
 """The bounds of ``tolerances.py`` checked, not trusted: Adam's ratio R, and the one assumption
 the training bounds rest on — that a difference in the weights grows by at most
 exp(ADAM_LIPSCHITZ · Σ lr) over a run — measured on the runs the parity tests compare."""
+from types import SimpleNamespace
 import math
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_the_svdpp_runs_grow_no_faster_than_assumed(cls, lazy, monkeypatch):
     train = yours.svdpp_train()
 
     def run():
-        model = cls.for_data(20, 25, train, n_factors=4, l2=1e-3, dtype=np.float64, seed=2, backend="numpy")
+        model = cls.for_data(SimpleNamespace(n_users=20, n_movies=25), train, n_factors=4, l2=1e-3, dtype=np.float64, seed=2, backend="numpy")
         model.compile(Adam(0.01, lazy=lazy, weight_decay=0.01))
         model.fit(train.x, train.y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         return model

@@ -196,8 +196,10 @@ class BayesTimedFlipped(BayesFlipped):
         return users, movies, days.astype(np.int64)
 
     def remap(self, what, order):
-        """``Model.remap``, and the (user, day) keys and the calendar follow the new rows."""
-        super().remap(what, order)
+        """The tables move (``saved.remap_tables``), and the (user, day) keys and the calendar
+        follow the new rows."""
+        from .saved import remap_tables
+        remap_tables(self, what, order)
         new_of_old = np.empty(len(order), np.int64)
         new_of_old[np.asarray(order)] = np.arange(len(order))
         layer, M = self.user_day, self.n_movies

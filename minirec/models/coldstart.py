@@ -36,7 +36,7 @@ def add_user(model, rated=(), side=()):
     for name, layer in model.layers.items():
         mine = copies[id(layer)] = copy.copy(layer)
         mine.params, mine.grads = dict(layer.params), {}
-        if isinstance(layer, Table):  # a gradient buffer of its own (Table.gradient_table)
+        if isinstance(layer, Table):  # a gradient buffer of its own (Table.zeroed_gradient)
             mine.dW, mine.written = None, None
         new.layers[name] = mine
     for attr, value in vars(model).items():  # self.user etc. name the copies

@@ -128,6 +128,11 @@ def remap(model, what, order):
     model whose rows are not tables of that kind (EASE's S) defines its own ``remap``."""
     if hasattr(model, "remap"):
         return model.remap(what, order)
+    remap_tables(model, what, order)
+
+
+def remap_tables(model, what, order):
+    """The tables and bags of ``remap``, for a model's own ``remap`` to call first."""
     for name, reads in model.lookups.items():
         if reads == what:
             p = model.params[name]

@@ -124,9 +124,8 @@ class SparseDense(Table):
         return out * s[:, None] + self.params["b"]
 
     def backward(self, dout):
-        self.grads["W"] = dW = self.gradient_table()
+        self.grads["W"] = dW = self.zeroed_gradient(self.movies)
         self.ops.scatter_add(dW, self.movies, (dout * self.s[:, None])[self.owner])
-        self.written = self.movies
         self.grads["b"] = dout.sum(axis=0)
         return None
 

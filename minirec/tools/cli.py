@@ -30,19 +30,16 @@ Numba code it does not need). Each checks its output paths before any work (``ou
 ``output_folder``) and raises ``OSError``/``ValueError``/``KeyError`` with a message for the
 user, which ``main`` prints as one line.
 """
-import contextlib
 import os
 import sys
 import warnings
 import zipfile
 
-import numpy as np
-
 from ..models import (bayes_flipped, bayes_timed, bpmf, ease, hybrid, multvae,  # noqa: F401  (the built-in
                       recommender, svdpp, svdpp_flipped)  # kinds register themselves)
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
-from .cli_options import build_parser, check_train_flags, import_source, model_kind
+from .cli_options import build_parser, check_train_flags, import_source, model_kind, threads_setting
 
 USER_ERRORS = (OSError, ValueError, KeyError, RuntimeError, FloatingPointError, EOFError,
                zipfile.BadZipFile)
@@ -72,24 +69,6 @@ def main(argv=None):
         except KeyboardInterrupt:
             print("minirec: interrupted; no file was left half-written", file=sys.stderr)
             return 130
-
-
-@contextlib.contextmanager
-def threads_setting(threads):
-    """``--threads N`` means ``MINIREC_THREADS=N`` for this command only (read when a model
-    is built)."""
-    if threads is None:
-        yield
-        return
-    before = os.environ.get("MINIREC_THREADS")
-    os.environ["MINIREC_THREADS"] = str(threads)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["MINIREC_THREADS"]
-        else:
-            os.environ["MINIREC_THREADS"] = before
 
 
 
@@ -333,52 +312,11 @@ def cmd_pca(args):
         print(f"wrote the movie map to {plot_movie_map(model, ds, args.plot, among=args.among)}")
 
 
-def parse_rated(text, ds):
-    """'1=5,260=4.5' -> (movie indices, ratings), naming a malformed pair or an unknown id."""
-    movies, ratings = [], []
-    for pair in filter(None, (s.strip() for s in text.split(","))):
-        movie, _, rating = pair.partition("=")
-        try:
-            movie_id, value = int(movie), float(rating)
-        except ValueError:
-            raise ValueError(f"--rated: {pair!r} is not MOVIE_ID=RATING (e.g. 1=4.5)") from None
-        if movie_id not in ds.movieid2idx:
-            raise KeyError(f"--rated: unknown movie id {movie_id}: not in {ds.name}")
-        movies.append(ds.movieid2idx[movie_id])
-        ratings.append(value)
-    return movies, ratings
-
-
-def recommend_new_user(args, ds, model):
-    """``recommend --rated``: the new user folded in (``coldstart.fold_in``), then ranked."""
-    from ..models.coldstart import fold_in
-    movies, ratings = parse_rated(args.rated, ds)
-    names = [s.strip() for s in args.side.split(",") if s.strip()]
-    known = list(getattr(model, "user_features", []))
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"--side: {', '.join(unknown)} not among this model's user features "
-                         f"({', '.join(known[:12]) or 'none'}{', ...' if len(known) > 12 else ''})")
-    new, user = fold_in(model, movies, ratings, side=[known.index(n) for n in names])
-    scores = new.predict([np.full(ds.n_movies, user), np.arange(ds.n_movies)]).astype(np.float64)
-    scores[movies] = -np.inf
-    how = (f"folded in from {len(movies)} rating(s), without retraining" if movies else
-           "no ratings: scored from " + ("the side features given" if names else
-                                         "the model's biases alone (give --side or --rated)"))
-    print(f"A new user, {how}:")
-    untrained = getattr(model, "trained_rows", {}).get("movie") if getattr(model, "trained_rows", None) else None
-    for j in np.argsort(-scores, kind="stable")[:args.k]:
-        note = ""
-        if untrained is not None and not untrained[j]:
-            note = ("  (no training ratings: scored from its genres, year and tags)"
-                    if hasattr(model, "movie_features") else "  (no training ratings)")
-        print(f"{scores[j]:5.2f}  {ds.title(j)}{note}")
-
-
 def cmd_recommend(args):
     from .analysis import recommend
     ds, model = trained(args)
     if args.rated is not None:
+        from .new_user import recommend_new_user
         return recommend_new_user(args, ds, model)
     if args.side:
         raise ValueError("--side goes with --rated (a new user's side features)")

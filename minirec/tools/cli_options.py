@@ -15,6 +15,7 @@ are: ``cls.for_data(ds, train, seed=..., backend=...)``, plus ``n_factors=50`` a
 ``l2=1e-4`` where its constructor takes them.
 """
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -273,3 +274,21 @@ def build_parser():
     p = command("gradcheck", "check every layer's and model's gradient numerically")
     p.add_argument("--seed", type=count(0), default=0)
     return parser
+
+
+@contextlib.contextmanager
+def threads_setting(threads):
+    """``--threads N`` means ``MINIREC_THREADS=N`` for this command only (read when a model
+    is built)."""
+    if threads is None:
+        yield
+        return
+    before = os.environ.get("MINIREC_THREADS")
+    os.environ["MINIREC_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MINIREC_THREADS"]
+        else:
+            os.environ["MINIREC_THREADS"] = before

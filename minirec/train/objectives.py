@@ -147,7 +147,8 @@ class Fitted:
         return {"name": self.name}
 
 
-FITTED = ("ease",)  # objectives of models solved another way than batches
+FITTED = ("ease", "elbo")  # objectives a loaded model keeps only as "its outputs are scores":
+# EASE's closed form, and Mult-VAE's ELBO (models/multvae.py; its compile sets the ELBO again)
 
 
 def from_settings(record):
