@@ -190,6 +190,8 @@ def genre_names_100k(folder):
 def movie_rows(ds, pick):
     """{movie index: names} for every movie of ``ds`` its movie file describes."""
     _, table = movie_table(ds)
+    if not table:  # no movie file (or no data set files at all): every bag empty
+        return {}
     out = {}
     for j, movie_id in enumerate(ds.movie_ids):
         entry = table.get(int(movie_id))

@@ -165,7 +165,7 @@ class BayesTimedFlipped(BayesFlipped):
         its (user, movie) pair was rated there (the first, should a pair be rated twice). The
         calendar is saved with the weights."""
         if getattr(ds, "timestamp", None) is None:
-            raise ValueError(f"{ds.name} has no timestamps: {type(self).__name__} needs the day "
+            raise ValueError(f"{getattr(ds, 'name', 'the data set')} has no timestamps: {type(self).__name__} needs the day "
                              "of each rating")
         pairs = np.asarray(ds.user, np.int64) * self.n_movies + np.asarray(ds.movie, np.int64)
         pairs, first = np.unique(pairs, return_index=True)
