@@ -27,9 +27,9 @@ How it trains. The examples are *users*, not ratings: ``fit(x, y)`` takes the tr
 like every model, makes them each user's row (``UserRows``), and then runs the same loop, runner
 and optimiser as the rating models (``train/loop.py``, ``LayerRunner``, ``Adam``) over batches
 of users: the ``ELBO`` objective below turns the pairs into one example per user, and a batch's
-loss and gradients come from ``MultVAE.elbo``. (There is no whole-model kernel: the layers are
-matrix products, which NumPy's BLAS already runs at speed, on the numpy and numba backends alike;
-on numba the Adam step is compiled.) ``forward(users, movies)`` gives log π for (user, movie)
+loss and gradients come from ``MultVAE.elbo``. (There is no whole-model kernel: the work is in
+matrix products, which NumPy's BLAS already runs at speed on both CPU backends; on numba the
+Adam step and ``SparseDense``'s scatter-adds are the compiled twins.) ``forward(users, movies)`` gives log π for (user, movie)
 pairs, so ``predict``, ``ranking_metrics``, ``recommend`` and saving work as for any model.
 """
 import numpy as np
