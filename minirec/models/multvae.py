@@ -29,8 +29,9 @@ and optimiser as the rating models (``train/loop.py``, ``LayerRunner``, ``Adam``
 of users: the ``ELBO`` objective below turns the pairs into one example per user, and a batch's
 loss and gradients come from ``MultVAE.elbo``. (There is no whole-model kernel: the work is in
 matrix products, which NumPy's BLAS already runs at speed on both CPU backends; on numba the
-Adam step and ``SparseDense``'s scatter-adds are the compiled twins.) ``forward(users, movies)`` gives log π for (user, movie)
-pairs, so ``predict``, ``ranking_metrics``, ``recommend`` and saving work as for any model.
+Adam step and ``SparseDense``'s scatter-adds are the compiled twins.) ``forward(users,
+movies)`` gives log π for (user, movie) pairs, so ``predict``, ``ranking_metrics``,
+``recommend`` and saving work as for any model.
 """
 import numpy as np
 
@@ -113,7 +114,8 @@ class MultVAE(Model):
         self.positive_at = positive_at
         if bags is None:  # nobody has a row yet: fit, or a weights file, brings them
             bags = (np.zeros(self.n_users + 1, np.int64), np.zeros(0, np.int64))
-        M, H, K, rng, dt, xp = self.n_movies, self.hidden, self.n_factors, self.init_rng, self.dtype, self.xp
+        M, H, K = self.n_movies, self.hidden, self.n_factors
+        rng, dt, xp = self.init_rng, self.dtype, self.xp
         self.rows = UserRows(self.n_users, M, bags, dt, xp)
         self.encoder = SparseDense(self.rows, H, self.dropout, rng, self.dropout_rng, dt, xp)
         self.encoder_tanh = Tanh()
