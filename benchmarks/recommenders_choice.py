@@ -40,8 +40,9 @@ def grid_bpr(ix, val):
 def grid_multvae(ix, val):
     """Each setting trained once for 100 epochs, read every 10: the epochs are chosen too."""
     rows = []
-    for n_factors, hidden in ((200, 600), (100, 300)):
-        for dropout, beta in ((0.5, 0.2), (0.5, 0.5), (0.5, 1.0)):
+    for n_factors, hidden, beta in ((200, 600, 0.2), (200, 600, 0.5), (200, 600, 1.0),
+                                    (100, 300, 0.5)):
+        for dropout in (0.5,):
             settings = dict(n_factors=n_factors, hidden=hidden, dropout=dropout, beta=beta,
                             anneal_steps=0, lr=1e-3, batch_size=100)
 

@@ -237,3 +237,17 @@ def test_remap_follows_a_new_order_of_users_and_movies():
 def test_rows_come_back_sorted_per_user():
     offsets, ids = rated_by(np.array([1, 0, 1, 1]), np.array([4, 2, 0, 4]), 3)
     assert offsets.tolist() == [0, 1, 3, 3] and ids.tolist() == [2, 0, 4]
+
+
+def test_the_cli_trains_saves_and_evaluates_it(tmp_path, capsys):
+    from minirec.data.synthetic import synthetic_movielens, write_release
+    from minirec.tools.cli import main
+    release = write_release(synthetic_movielens(40, 60, 3000, seed=2), tmp_path / "tiny")
+    weights = tmp_path / "vae.npz"
+    assert main(["train", "--model", "multvae", "--data", str(release), "--epochs", "2", "-q",
+                 "--backend", "numpy", "--save", str(weights)]) == 0
+    assert "multvae (elbo): validation NDCG@10" in capsys.readouterr().out
+    assert main(["evaluate", "--weights", str(weights), "--data", str(release)]) == 0
+    assert "MultVAE from" in capsys.readouterr().out
+    assert main(["train", "--model", "multvae", "--loss", "bpr", "--data", str(release)]) == 2
+    assert "drop --loss" in capsys.readouterr().err

@@ -289,6 +289,6 @@ def check_variational(seed=0):
         return sample.forward(mu, logvar, training=True)
 
     forward(mu, logvar)
-    out.update(_vjp_check("Reparameterise (fixed ε)", forward, sample.backward, [mu, logvar], dz,
-                          SMOOTH_BOUND))
+    out.update(_vjp_check("Reparameterise (fixed ε; input 0 is μ, 1 log σ²)", forward,
+                          sample.backward, [mu, logvar], dz, SMOOTH_BOUND))
     return out
