@@ -1,12 +1,15 @@
 """Bayesian SVD++ flipped: SVD++ flipped (``svdpp_flipped.py``) trained by Gibbs sampling, the
 bag tables drawn too. The model and its priors (BPMF's, ``bpmf.py``, with the bag tables added):
 
-    r_n ~ N(r̂_n, 1/α),   r̂_n = μ + b_i + b_j + P_i · Q_j          (rating n: user i, movie j)
+    r_n ~ N(r̂_n, 1/(α w_n)),   r̂_n = μ + b_i + b_j + P_i · Q_j    (rating n: user i, movie j)
     P_i = u_i + s_i Σ_{k ∈ N(i)} y_k      s_i = |N(i)|^-½   N(i): the movies i rated
     Q_j = m_j + t_j Σ_{l ∈ N(j)} x_l      t_j = |N(j)|^-½   N(j): the users who rated j
 
     [u_i, b_i] ~ N(μ_U, Λ_U⁻¹)   y_k ~ N(μ_Y, Λ_Y⁻¹)   [m_j, b_j] ~ N(μ_M, Λ_M⁻¹)   x_l ~ N(μ_X, Λ_X⁻¹)
     (μ_T, Λ_T) ~ Normal-Wishart(0, β0, ν0 = d, I)       α ~ Gamma(a0, b0)     μ ~ N(0, 1/τ0)
+    w_n = 1, or with ``user_noise`` a: w_n = τ_i, τ_i ~ Gamma(a, a) (mean 1: some users rate
+    more steadily than others; Lakshminarayanan, Bouchard & Archambeau 2011, "Robust Bayesian
+    matrix factorisation", give each user and movie such a precision)
 
 A user's bias rides in its row as one more coordinate, read by a constant 1 on the movie's side
 (r̂ = μ + [u_i, b_i] · [Q_j, 1] + ...), so row and bias are drawn together.
@@ -15,7 +18,7 @@ Every table enters r̂ linearly given the others, so every conditional is Gaussi
 draws the user side, then the movie side; the user side, with e_n = r_n - r̂_n the residuals
 and, for user i, the sufficient statistics of its ratings R(i) (features q_n = [Q_j, 1]):
 
-    H_i = Σ_{n ∈ R(i)} q_n q_nᵀ        g_i = Σ_{n ∈ R(i)} q_n e_n          ((F+1) x (F+1), F+1)
+    H_i = Σ_{n ∈ R(i)} w_n q_n q_nᵀ    g_i = Σ_{n ∈ R(i)} w_n q_n e_n      ((F+1) x (F+1), F+1)
 
 1. Row w_i = [u_i, b_i] (rows independent given Q: each rating reads one user):
        Λ = Λ_U + α H_i        m = Λ⁻¹ (Λ_U μ_U + α (g_i + H_i w_i))        w_i ~ N(m, Λ⁻¹)
@@ -30,7 +33,8 @@ and, for user i, the sufficient statistics of its ratings R(i) (features q_n = [
    only Q), so a sweep over bag rows costs O(ratings · F²), never a re-summing of residuals.
 3. The movie side is the same with users and movies swapped (features [P_i, 1], rows
    [m_j, b_j], bag rows x_l reaching the movies the user l rated, scales t_j).
-4. μ ~ N(α Σ (e_n + μ) / (τ0 + α N), 1/(τ0 + α N)), then α ~ Gamma(a0 + N/2, b0 + Σ e_n²/2).
+4. μ ~ N(α Σ w_n (e_n + μ) / π, 1/π), π = τ0 + α Σ w_n; then α ~ Gamma(a0 + N/2, b0 + Σ w_n e_n²/2).
+5. With ``user_noise``: τ_i ~ Gamma(a + |R(i)|/2, a + α Σ_{n ∈ R(i)} e_n²/2) for every user.
 
 The four (μ_T, Λ_T) are drawn at the start of a sweep, each from its Normal-Wishart posterior
 given its table's rows (``bpmf.hyperparameters``): nothing they depend on changes before they
