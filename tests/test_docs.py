@@ -31,6 +31,8 @@ EXTERNAL = {
     "keras/regularizers.py": "keras-team/keras",
     "keras/engine/training.py": "keras-team/keras",
     "keras/optimizers.py": "keras-team/keras",
+    "examples/06_benchmarks/movielens.ipynb": "recommenders",
+    "examples/06_benchmarks/benchmark_utils.py": "recommenders",
 }
 WINDOW = 600
 

@@ -173,13 +173,13 @@ def train_model(args, ds, train, validation, closed_form):
         return model, model.fit(train.x, train.y, verbose=verbose)
     if args.model == "multvae":  # trained on whole user rows: its own recipe (models/multvae.py)
         from ..models.multvae import RECIPE as r
-        if args.loss != "mse" or args.lazy:
+        if args.loss not in (None, "elbo") or args.lazy:  # flags default to "not given"
             raise ValueError("multvae trains on its own objective (the ELBO) with dense Adam: "
                              "drop --loss and --lazy")
         model = recipes.build(args.model, ds, args.seed, args.backend, train, **r["model"])
         model.compile(Adam(args.lr or r["lr"]))
         return model, model.fit(train.x, train.y,
-                                batch_size=args.batch_size if args.batch_size != 64 else r["batch_size"],
+                                batch_size=args.batch_size or r["batch_size"],
                                 epochs=args.epochs if args.epochs is not None else r["epochs"],
                                 verbose=verbose)
     if args.loss == "bpr":
