@@ -138,3 +138,57 @@ def test_the_cli_trains_the_hybrid_and_folds_a_new_user_in(tmp_path, capsys):
     assert main(["recommend", "--weights", str(weights), "--data", str(tmp_path / "data"),
                  "--rated", "999999=4"]) == 2
     assert "unknown movie id 999999" in capsys.readouterr().err
+
+
+def served(model, n_users=5, n_movies=6):
+    """A stand-in data set for ``recommend`` over TRAIN (its ids are the indices)."""
+    return SimpleNamespace(n_users=n_users, n_movies=n_movies, user=TRAIN.user, movie=TRAIN.movie,
+                           user_ids=np.arange(n_users), title=lambda j: f"Film {j}")
+
+
+def test_a_movie_that_never_trained_is_served_only_when_side_features_score_it(capsys):
+    """Movie 5 has no training rating. The bias model's row for it is its random start: even
+    with the largest score it is left out of every list. The hybrid scores it from its genres:
+    it is served, and the line says so. A bug that serves noise, or hides a side-scored movie,
+    or drops the note, fails here."""
+    from minirec import DotProductBias
+    from minirec.tools.analysis import recommend
+    from minirec.tools.new_user import print_picks
+    plain = DotProductBias(5, 6, n_factors=3,
+                                    backend="numpy", seed=0).compile(Adam(0.01))
+    plain.fit(TRAIN.x, TRAIN.y, batch_size=4, epochs=1, verbose=0)
+    plain.params["movie_bias.W"][5] = 100.0  # noise that would top the list if served
+    assert 5 not in [j for j, _ in recommend(plain, served(plain), 0, k=6)]
+    assert list(coldstart.scored_from(plain, "movie")) == ["trained"] * 5 + ["nothing"]
+
+    model = tiny().compile(Adam(0.01))
+    model.fit(TRAIN.x, TRAIN.y, batch_size=4, epochs=1, verbose=0)
+    assert list(coldstart.scored_from(model, "movie")) == ["trained"] * 5 + ["side"]
+    model.params["movie_side_bias.W"][2] = 50.0  # feature c: movie 5's, and movie 4's (trained)
+    picks = recommend(model, served(model), 0, k=6)
+    assert 5 in [j for j, _ in picks]
+    print_picks(model, served(model), picks)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if "Film 5" in line][0].endswith(
+        "(no training ratings: scored from its genres, year and tags)")
+    assert not any("scored from" in line for line in lines if "Film 5" not in line)
+
+    model.movie_side.set_bags((np.array([0, 2, 3, 3, 4, 5, 5]), np.array([0, 1, 2, 0, 1])))
+    assert coldstart.scored_from(model, "movie")[5] == "nothing"  # no side features left
+    assert 5 not in [j for j, _ in recommend(model, served(model), 0, k=6)]
+
+
+def test_a_user_who_never_trained_is_served_from_demographics_or_refused(capsys):
+    from minirec.tools.analysis import recommend
+    from minirec.tools.new_user import print_picks
+    model = tiny().compile(Adam(0.01))
+    model.fit(TRAIN.x, TRAIN.y, batch_size=4, epochs=1, verbose=0)
+    assert list(coldstart.scored_from(model, "user")) == ["trained"] * 4 + ["side"]
+    picks = recommend(model, served(model), 4, k=3)
+    assert len(picks) == 3
+    print_picks(model, served(model), picks, user=4)
+    assert capsys.readouterr().out.startswith(
+        "user 4: no training ratings: scored from their age band, gender, occupation and region")
+    model.user_side.set_bags((np.array([0, 1, 1, 2, 3, 3]), np.array([0, 1, 0])))
+    with pytest.raises(ValueError, match="user 4 never trained"):
+        recommend(model, served(model), 4)

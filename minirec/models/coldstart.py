@@ -14,8 +14,8 @@ movies rated, SVD++'s implicit feedback) and, for the hybrid model, their side f
 band, gender, ... : ``user_side`` ids). With no ratings at all, nothing is fitted: the new
 user is scored from their bags alone (the demographics of a new ml-100k user).
 
-``cold_reason(model, trained_users, trained_movies, user, movie)`` says which case a prediction
-is in, for the messages of ``minirec recommend`` and ``predict``.
+``scored_from(model, what)`` says, row by row, which case a user or movie is in (trained, scored
+from side features, or neither), for ``recommend`` and the messages of ``minirec recommend``.
 """
 import copy
 
@@ -106,19 +106,23 @@ def fold_in(model, movies, ratings, side=(), l2=0.3, steps=60, lr=0.2):
     return new, user
 
 
-def cold_reason(trained_users, trained_movies, user, movie, has_side=False):
-    """Which case a prediction for (``user``, ``movie``) is in, in words, or None when both were
-    trained. ``trained_users`` / ``trained_movies``: boolean masks of the rows with training
-    ratings; ``has_side``: whether the model scores from side features."""
-    user_known = user < len(trained_users) and trained_users[user]
-    movie_known = movie < len(trained_movies) and trained_movies[movie]
-    if user_known and movie_known:
-        return None
-    parts = []
-    if not movie_known:
-        parts.append("the movie has no training ratings: scored from its genres, year and tags"
-                     if has_side else "the movie has no training ratings: its own rows never trained")
-    if not user_known:
-        parts.append("the user has no training ratings: scored from their side features and "
-                     "folded-in ratings" if has_side else "the user has no training ratings")
-    return "; ".join(parts)
+NOTES = {  # what a row in each case is scored from, as the outputs say it
+    ("movie", "side"): "no training ratings: scored from its genres, year and tags",
+    ("user", "side"): "no training ratings: scored from their age band, gender, occupation "
+                      "and region",
+}
+
+
+def scored_from(model, what):
+    """Per row of ``what`` ("user" or "movie"), what the model scores it from: "trained" (the
+    row had training ratings), "side" (none, but side features the model reads: the hybrid's
+    ``movie_side`` / ``user_side`` bags, non-empty), or "nothing" (neither: its rows are their
+    start, random or zero, so any score of it is noise and is not served). A file that does not
+    record its trained rows (an older one) counts every row as trained."""
+    n = model.n_users if what == "user" else model.n_movies
+    masks = getattr(model, "trained_rows", None)
+    trained = np.ones(n, bool) if masks is None else np.asarray(masks[what], bool)
+    layer = getattr(model, f"{what}_side", None)
+    has_side = (np.diff(to_numpy(layer.bags[0])) > 0 if isinstance(layer, EmbeddingBag)
+                else np.zeros(n, bool))
+    return np.where(trained, "trained", np.where(has_side, "side", "nothing"))

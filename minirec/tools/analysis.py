@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import get_array_module, to_numpy
 from ..train.metrics import positive, ranking_metrics  # noqa: F401  (ranking_metrics: re-exported for the tools)
+from ..models.coldstart import scored_from
 
 
 class PCAResult:
@@ -138,12 +139,16 @@ def similar_movies(model, movie, k=10, name=None):
 def recommend(model, ds, user, k=10, exclude_seen=True):
     """The k movies with the highest predicted rating for ``user`` (an index): a list of
     (movie index, predicted rating). Only one row of U x M is ever built (M predictions). A
-    user whose row never trained is refused."""
+    user or movie whose rows never trained is served only where the model scores it from side
+    features (``coldstart.scored_from``: the hybrid's genres, demographics, ...); otherwise the
+    user is refused and the movie left out, since its score would be noise."""
     k = positive("k", k)
     _check_index(user, ds.n_users, "user")
-    refuse_untrained(model, "user", user, f"user {ds.user_ids[user]}")
+    if scored_from(model, "user")[user] == "nothing":
+        refuse_untrained(model, "user", user, f"user {ds.user_ids[user]}")
     movies = np.arange(ds.n_movies)
     scores = model.predict([np.full(ds.n_movies, user), movies]).astype(np.float64)
+    scores[scored_from(model, "movie") == "nothing"] = -np.inf
     if exclude_seen:
         scores[to_numpy(ds.movie)[to_numpy(ds.user) == user]] = -np.inf
     best = [i for i in top_k(scores, k) if np.isfinite(scores[i])]

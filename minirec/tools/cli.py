@@ -40,6 +40,7 @@ from ..models import (bayes_flipped, bayes_timed, bpmf, ease, hybrid, multvae,  
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
 from .cli_options import build_parser, check_train_flags, import_source, model_kind, threads_setting
+from .new_user import print_picks, recommend_new_user
 
 USER_ERRORS = (OSError, ValueError, KeyError, RuntimeError, FloatingPointError, EOFError,
                zipfile.BadZipFile)
@@ -316,7 +317,6 @@ def cmd_recommend(args):
     from .analysis import recommend
     ds, model = trained(args)
     if args.rated is not None:
-        from .new_user import recommend_new_user
         return recommend_new_user(args, ds, model)
     if args.side:
         raise ValueError("--side goes with --rated (a new user's side features)")
@@ -337,8 +337,7 @@ def cmd_recommend(args):
                          f"{ds.name}: none is left to recommend (--include-seen ranks them all)")
     if model.objective.predicts != "ratings":
         print(f"(scores of a model trained to rank ({model.objective.name}), not ratings)")
-    for j, score in picks:
-        print(f"{score:5.2f}  {ds.title(j)}")
+    print_picks(model, ds, picks, user)
 
 
 def cmd_similar(args):

@@ -4,6 +4,8 @@ says when the movie had no training ratings.
 """
 import numpy as np
 
+from ..models.coldstart import NOTES, fold_in, scored_from
+
 
 def parse_rated(text, ds):
     """'1=5,260=4.5' -> (movie indices, ratings), naming a malformed pair or an unknown id."""
@@ -23,7 +25,6 @@ def parse_rated(text, ds):
 
 def recommend_new_user(args, ds, model):
     """``recommend --rated``: the new user folded in (``coldstart.fold_in``), then ranked."""
-    from ..models.coldstart import fold_in
     movies, ratings = parse_rated(args.rated, ds)
     names = [s.strip() for s in args.side.split(",") if s.strip()]
     known = list(getattr(model, "user_features", []))
@@ -34,14 +35,21 @@ def recommend_new_user(args, ds, model):
     new, user = fold_in(model, movies, ratings, side=[known.index(n) for n in names])
     scores = new.predict([np.full(ds.n_movies, user), np.arange(ds.n_movies)]).astype(np.float64)
     scores[movies] = -np.inf
+    scores[scored_from(model, "movie") == "nothing"] = -np.inf  # noise: never served
     how = (f"folded in from {len(movies)} rating(s), without retraining" if movies else
            "no ratings: scored from " + ("the side features given" if names else
                                          "the model's biases alone (give --side or --rated)"))
     print(f"A new user, {how}:")
-    untrained = getattr(model, "trained_rows", {}).get("movie") if getattr(model, "trained_rows", None) else None
-    for j in np.argsort(-scores, kind="stable")[:args.k]:
-        note = ""
-        if untrained is not None and not untrained[j]:
-            note = ("  (no training ratings: scored from its genres, year and tags)"
-                    if hasattr(model, "movie_features") else "  (no training ratings)")
-        print(f"{scores[j]:5.2f}  {ds.title(j)}{note}")
+    best = np.argsort(-scores, kind="stable")[:args.k]
+    print_picks(model, ds, [(int(j), float(scores[j])) for j in best if np.isfinite(scores[j])])
+
+
+def print_picks(model, ds, picks, user=None):
+    """One line per (movie index, score); a movie or ``user`` scored from side features rather
+    than training ratings says so (``coldstart.scored_from``, ``coldstart.NOTES``)."""
+    if user is not None and scored_from(model, "user")[user] == "side":
+        print(f"user {ds.user_ids[user]}: {NOTES['user', 'side']}")
+    movie_case = scored_from(model, "movie")
+    for j, score in picks:
+        note = f"  ({NOTES['movie', 'side']})" if movie_case[j] == "side" else ""
+        print(f"{score:5.2f}  {ds.title(j)}{note}")
