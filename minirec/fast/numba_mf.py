@@ -14,7 +14,8 @@ After the batch, if its loss is finite: Adam on every table (``numba_adam.step_t
 compiles ``optim.adam_update``), then the touched rows of each gradient buffer go back to zero.
 A batch whose loss is not finite stops the call before any update. The order of the batches,
 the ratings and the sums is the layers' order; ``fetch_ahead`` only asks for rows early, and
-two threads split a lazy batch by table (``train_batches_split``), which changes no number.
+two threads split a lazy batch by table (``train_batches_split``), which changes no number,
+while that is faster than one thread (``split.Chooser`` times both as the epoch runs).
 """
 from typing import NamedTuple
 
@@ -25,6 +26,7 @@ from ..nn.activations import sigmoid_range as _sigmoid_range, sigmoid_range_grad
 from . import jit, use_threads
 from .numba_adam import Table, adam_step_at, adam_steps, compile_time, l2_factors, step_table, table
 from .prefetch import prefetch, prefetch_at
+from .split import Chooser
 
 sigmoid_range, sigmoid_range_grad = jit(_sigmoid_range), jit(_sigmoid_range_grad)
 
@@ -279,12 +281,19 @@ class Trainer(TableTrainer):
         t = self.tables()
         threads = use_threads(model.threads)
         steps = adam_steps(opt, model.dtype, lrs[first:last], opt.iterations)
-        args = (batches, first, last, steps, two_over_n, t["u"], t["m"], t.get("b_i", self.absent),
-                t.get("b_j", self.absent), "b_i" in self.names, self.squash, seen, losses)
+        rest = (two_over_n, t["u"], t["m"], t.get("b_i", self.absent), t.get("b_j", self.absent),
+                "b_i" in self.names, self.squash, seen)
         if opt.lazy and lazy_threads(model, self.adapter, threads) == 2:
-            bad = train_batches_split(*args)
+            # the split and one thread give the same numbers; split.Chooser runs the faster
+            def chunk(kernel, *on_one_thread):
+                return lambda a, b: kernel(batches, a, b, steps[a - first:], *rest,
+                                           losses[a - first:], *on_one_thread)
+            self.chooser = getattr(self, "chooser", None) or Chooser()
+            bad = self.chooser.run({"split": chunk(train_batches_split),
+                                    "single": chunk(train_batches, True, None)}, first, last)
         else:
-            bad = train_batches(*args, *compile_time(opt.lazy, threads))
+            bad = train_batches(batches, first, last, steps, *rest, losses,
+                                *compile_time(opt.lazy, threads))
         done = last - first if bad < 0 else bad - first
         opt.iterations += done
         if bad >= 0:
