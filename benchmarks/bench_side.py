@@ -36,9 +36,15 @@ from results import machine_line, table, write_section  # noqa: E402
 SETS = {"2016": "ml-latest-small-2016", "100k": "ml-100k"}
 
 
-def train_kind(kind, ds, train, valid=None):
-    recipe = recipes.RECIPES[kind]
-    model = recipes.build(kind, ds, 42, "numba", train, **recipe["model"])
+TRAINING = ("epochs", "lr_max", "weight_decay")
+
+
+def train_kind(kind, ds, train, **changes):
+    """``kind`` trained on ``train`` with its recipe (``recipes.RECIPES``), the settings in
+    ``changes`` (model settings by name, or one of ``TRAINING``) changed: one cycle of Adam."""
+    recipe = {**recipes.RECIPES[kind], **{k: v for k, v in changes.items() if k in TRAINING}}
+    settings = {**recipe["model"], **{k: v for k, v in changes.items() if k not in TRAINING}}
+    model = recipes.build(kind, ds, 42, "numba", train, **settings)
     model.compile(minirec.Adam(recipe["lr_max"], weight_decay=recipe["weight_decay"]))
     model.fit_one_cycle(train.x, train.y, recipe["epochs"], recipe["lr_max"], verbose=0)
     return model
@@ -90,12 +96,13 @@ def shrunk_mean(values, groups, n_groups, prior, k=10.0):
     return (total + k * prior) / (count + k)
 
 
-def cold_movies(ds):
-    """RMSE on the ratings of held-out movies: the hybrid and two baselines."""
-    out = held_out(ds.n_movies, 0)[ds.movie]
+def cold_movies(ds, seed=0, **changes):
+    """RMSE on the ratings of held-out movies (20%, ``seed``): the hybrid (its recipe with
+    ``changes``) and two baselines."""
+    out = held_out(ds.n_movies, seed)[ds.movie]
     train = ds.subset(~out)
     test = ds.subset(out)
-    model = train_kind("hybrid", ds, train)
+    model = train_kind("hybrid", ds, train, **changes)
     mu = float(np.mean(train.rating))
     user_bias = shrunk_mean(train.rating - mu, train.user, ds.n_users, 0.0)
     genres = side.movie_genres(ds)
@@ -112,7 +119,7 @@ def cold_movies(ds):
     return [("global mean + user bias", rmse(mu + user_bias[test.user], test.rating)),
             ("genre mean + user bias", rmse(movie_genre[test.movie] + user_bias[test.user], test.rating)),
             ("hybrid (side information)", rmse(model.predict(test.x), test.rating))], \
-        int(out.sum()), int(held_out(ds.n_movies, 0).sum())
+        int(out.sum()), int(held_out(ds.n_movies, seed).sum())
 
 
 def new_users(ds, ks=(5, 10, 20)):

@@ -17,13 +17,14 @@ class Chooser:
 
     ``per_batch[name]``: the seconds per batch of that kernel's last chunk. While one is not
     measured yet, it runs (the split first). Then the faster runs, and after ``every`` chunks
-    the slower runs one chunk, to see whether the machine has changed: ``every`` doubles (up to
-    ``MOST``) each time the answer stays, and goes back to ``FIRST`` when it changes. The
+    the slower runs a quarter of a chunk, to see whether the machine has changed: ``every``
+    doubles (up to ``MOST``) each time the answer stays, and goes back to ``FIRST`` when it
+    changes. The
     faster one's figure is renewed by every chunk it runs, so a kernel that slows down (the other
     core became busy) loses its place at once. A chunk is sized to take about ``CHUNK_S``
     seconds: long enough that the timing is not noise, short enough to notice a change.
     """
-    FIRST, MOST, CHUNK_S = 4, 64, 0.05
+    FIRST, MOST, CHUNK_S = 4, 128, 0.05
 
     def __init__(self, clock=time.perf_counter):
         self.clock = clock
@@ -45,7 +46,9 @@ class Chooser:
                 return name, self.size
         fast = self.faster()
         slow = "single" if fast == "split" else "split"
-        return (slow if self.left <= 0 else fast), self.size
+        if self.left <= 0:
+            return slow, max(1, self.size // 4)
+        return fast, self.size
 
     def took(self, name, batches, seconds):
         """Record that ``name`` ran ``batches`` batches in ``seconds``."""
