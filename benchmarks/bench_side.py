@@ -5,8 +5,9 @@ Run:  python benchmarks/bench_side.py [--data DIR] [--parts warm,cold,new] [--se
                                       [--folds u2,u3,u4,u5] [--no-surprise] [--write]
 
 * warm: validation MSE on the 2016 ml-latest-small split (80/20, seed 42) and test RMSE on
-  ml-100k's folds, for the improved bias recipe, SVD++ flipped and the hybrid (Surprise's SVD
-  beside them on ml-100k);
+  ml-100k's folds, for the improved bias recipe, SVD++ flipped and the hybrid with its
+  cold-ready recipe and with its warm one (``recipes.WARM``: no movie played cold), Surprise's
+  SVD beside them on ml-100k;
 * cold movies: 20% of the movies (seed 0) held out with all their ratings; RMSE on their
   ratings for the hybrid (scored from genres, year and tags) against the baselines a user would
   try: the global mean plus the user's bias, and the mean rating of the movie's genres plus the
@@ -16,8 +17,10 @@ Run:  python benchmarks/bench_side.py [--data DIR] [--parts warm,cold,new] [--se
   of the k ratings) and against retraining the hybrid from scratch with those ratings included,
   and the fold-in seconds per user.
 
-Choices (the hybrid's recipe, the fold-in's L2, steps and rate) were made on the 2016 data
-only; ml-100k is reported as the out-of-sample check. Every fit runs on one core.
+Choices: the hybrid's cold-ready recipe, the fold-in's L2, steps and rate on the 2016 data (the
+cold-movie settings re-checked on a cold split of seed 1: benchmarks/side_grid.py
+--cold-seed 1); the warm recipe on ml-100k's folds u2-u5 (side_grid.py), whose fold u1 is the
+out-of-sample check (``--folds u1``, once). Every fit runs on one core.
 """
 import argparse
 import os
@@ -39,10 +42,12 @@ SETS = {"2016": "ml-latest-small-2016", "100k": "ml-100k"}
 TRAINING = ("epochs", "lr_max", "weight_decay")
 
 
-def train_kind(kind, ds, train, **changes):
-    """``kind`` trained on ``train`` with its recipe (``recipes.RECIPES``), the settings in
-    ``changes`` (model settings by name, or one of ``TRAINING``) changed: one cycle of Adam."""
-    recipe = {**recipes.RECIPES[kind], **{k: v for k, v in changes.items() if k in TRAINING}}
+def train_kind(kind, ds, train, recipe=None, **changes):
+    """``kind`` trained on ``train`` with its recipe (``recipes.RECIPES``, or ``recipe``), the
+    settings in ``changes`` (model settings by name, or one of ``TRAINING``) changed: one cycle
+    of Adam."""
+    recipe = {**(recipe or recipes.RECIPES[kind]),
+              **{k: v for k, v in changes.items() if k in TRAINING}}
     settings = {**recipe["model"], **{k: v for k, v in changes.items() if k not in TRAINING}}
     model = recipes.build(kind, ds, 42, "numba", train, **settings)
     model.compile(minirec.Adam(recipe["lr_max"], weight_decay=recipe["weight_decay"]))
@@ -67,15 +72,18 @@ def surprise_rmse(train, test):
 def warm(ds, name, folds, with_surprise):
     splits = [ds.fold(f) for f in folds] if name == "100k" else [ds.split(0.8, 42)]
     rows = []
-    for kind in ("bias", "svdpp-flipped", "hybrid"):
+    for kind, title, recipe in (("bias", "bias, improved recipe", None),
+                                ("svdpp-flipped", "SVD++ flipped", None),
+                                ("hybrid", "hybrid, cold-ready recipe", None),
+                                ("hybrid", "hybrid, warm recipe (recipes.WARM)", recipes.WARM["hybrid"])):
         scores, seconds = [], []
         for train, test in splits:
             start = time.perf_counter()
-            model = train_kind(kind, ds, train)
+            model = train_kind(kind, ds, train, recipe)
             seconds.append(time.perf_counter() - start)
             mse = model.evaluate(test.x, test.y)
             scores.append(mse if name == "2016" else float(np.sqrt(mse)))
-        rows.append((recipes.title_of(kind) if hasattr(recipes, "title_of") else kind, scores, seconds))
+        rows.append((title, scores, seconds))
     if with_surprise and name == "100k":
         try:
             start = time.perf_counter()
