@@ -28,6 +28,7 @@ EXPECTED = {
     "06_ranking.py": r"\| EASE \(closed form\) \| \d\.\d{4} \| \d\.\d{4} \| \d\.\d{4} \|",
     "07_ml100k.py": r"\| SVD\+\+ flipped \| \d\.\d{4} \| \d\.\d{4} \|",
     "08_side_information.py": r"validation MSE: bias model \d\.\d{4}, with genres \d\.\d{4}, hybrid \d\.\d{4}",
+    "09_multvae.py": r"\| Mult-VAE \| \d\.\d{4} \| \d\.\d{4} \| \d\.\d{4} \|",
 }
 
 
