@@ -1,4 +1,4 @@
-"""The numbered tutorial in examples/ runs: every ``examples/0*_*.py`` in its quick mode
+"""The numbered tutorial in examples/ runs: every ``examples/[0-9][0-9]_*.py`` in its quick mode
 (``MINIREC_QUICK=1``: synthetic data on the NumPy backend, no Numba compile), as a learner runs it —
 a fresh interpreter with no MovieLens data at all — ending with status 0 and the line that shows
 its point. The same scripts on real data are run by hand (their docstrings say how)."""
@@ -13,7 +13,7 @@ import pytest
 import minirec
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("0*_*.py"))
+EXAMPLES = sorted((ROOT / "examples").glob("[0-9][0-9]_*.py"))
 PACKAGE_HOME = Path(minirec.__file__).resolve().parent.parent  # the minirec these tests import
 
 # For each step, a line its quick run must print (a regular expression matched against each line).
@@ -29,6 +29,7 @@ EXPECTED = {
     "07_ml100k.py": r"\| SVD\+\+ flipped \| \d\.\d{4} \| \d\.\d{4} \|",
     "08_side_information.py": r"validation MSE: bias model \d\.\d{4}, with genres \d\.\d{4}, hybrid \d\.\d{4}",
     "09_multvae.py": r"\| Mult-VAE \| \d\.\d{4} \| \d\.\d{4} \| \d\.\d{4} \|",
+    "10_ml100k_record.py": r"\| 4\. \+ day biases \| \d\.\d{4} \| \d\.\d{4} \| \d+\.\d \|",
 }
 
 
