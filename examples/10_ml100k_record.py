@@ -11,7 +11,7 @@ tests/test_bayes_flipped.py checks them against regressions solved by hand):
 
     r̂ = μ + b_i + b_j + (m_j + |N(j)|^-½ Σ x_l) · (u_i + |N(i)|^-½ Σ y_k)       (step 7's model)
 
-The steps, each a change of one line in how the chain is built, and what each is worth here:
+The steps, each one setting or one model kind more than the last:
 
 1. SVD++ flipped with Adam (``recipes.RECIPES["svdpp-flipped"]``);
 2. the same model by Gibbs sampling, one noise precision α for every rating;

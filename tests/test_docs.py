@@ -33,6 +33,7 @@ EXTERNAL = {
     "keras/optimizers.py": "keras-team/keras",
     "examples/06_benchmarks/movielens.ipynb": "recommenders",
     "examples/06_benchmarks/benchmark_utils.py": "recommenders",
+    "GLocal_K.ipynb": "usydnlp/Glocal_K",
 }
 WINDOW = 600
 
