@@ -62,8 +62,7 @@ def matvec(A, x):
 
 
 @jit
-def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
-                     other, e, w, mu_W, Lam_W, mu_Y, Lam_Y, z_W, z_Y, alpha):
+def rows_loops(W, P, Q, rated_off, rated_n, other, e, w, mu_W, Lam_W, z_W, alpha):
     R, F = P.shape
     d = F + 1
     H = np.zeros((R, d, d))
@@ -71,8 +70,7 @@ def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
     A = np.empty((d, d))
     b = np.empty(d)
     new = np.empty(d)
-    prior_W = matvec(Lam_W, mu_W)                            # Λ_W μ_W, Λ_Y μ_Y
-    prior_Y = matvec(Lam_Y, mu_Y)
+    prior_W = matvec(Lam_W, mu_W)                            # Λ_W μ_W
     for r in range(R):                                       # 1. the rows
         Hr, gr = H[r], g[r]
         for p in range(rated_off[r], rated_off[r + 1]):
@@ -106,6 +104,14 @@ def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
             gr[a] -= t
         for a in range(F):
             P[r, a] += b[a]
+    return H, g
+
+
+@jit
+def bag_rows_loops(Y, P, H, g, s, hold_off, hold_ids, mu_Y, Lam_Y, z_Y, alpha):
+    F = Y.shape[1]
+    d = F + 1
+    prior_Y = matvec(Lam_Y, mu_Y)                            # Λ_Y μ_Y
     Ab = np.empty((F, F))
     bb = np.empty(F)
     newb = np.empty(F)
@@ -150,10 +156,25 @@ def half_sweep_loops(W, Y, P, Q, s, hold_off, hold_ids, rated_off, rated_n,
                 P[r, a] += sr * bb[a]
 
 
+def as_f64(a):
+    return np.ascontiguousarray(a, np.float64)
+
+
+def draw_rows(W, P, Q, rated, other, e, w, hyper_W, z_W, alpha):
+    """``bayes_flipped.draw_rows``'s arguments, its loops compiled: step 1, returns H and g."""
+    (mu_W, Lam_W) = hyper_W
+    return rows_loops(W, P, Q, rated[0], rated[1], other, e, w, as_f64(mu_W), as_f64(Lam_W),
+                      z_W, float(alpha))
+
+
+def draw_bag_rows(Y, P, H, g, s, holders, hyper_Y, z_Y, alpha):
+    """``bayes_flipped.draw_bag_rows``'s arguments, its loops compiled: step 2, in place."""
+    (mu_Y, Lam_Y) = hyper_Y
+    bag_rows_loops(Y, P, H, g, s, holders[0], holders[1], as_f64(mu_Y), as_f64(Lam_Y), z_Y,
+                   float(alpha))
+
+
 def half_sweep(W, Y, P, Q, s, holders, rated, other, e, w, hyper_W, hyper_Y, z_W, z_Y, alpha):
-    """``bayes_flipped.half_sweep``'s arguments, its loops compiled (in place, float64)."""
-    (mu_W, Lam_W), (mu_Y, Lam_Y) = hyper_W, hyper_Y
-    half_sweep_loops(W, Y, P, Q, s, holders[0], holders[1], rated[0], rated[1],
-                     other, e, w, np.ascontiguousarray(mu_W, np.float64),
-                     np.ascontiguousarray(Lam_W, np.float64), np.ascontiguousarray(mu_Y, np.float64),
-                     np.ascontiguousarray(Lam_Y, np.float64), z_W, z_Y, float(alpha))
+    """``bayes_flipped.half_sweep``'s arguments, its two steps compiled (in place, float64)."""
+    H, g = draw_rows(W, P, Q, rated, other, e, w, hyper_W, z_W, alpha)
+    draw_bag_rows(Y, P, H, g, s, holders, hyper_Y, z_Y, alpha)

@@ -40,8 +40,10 @@ The four (μ_T, Λ_T) are drawn at the start of a sweep, each from its Normal-Wi
 given its table's rows (``bpmf.hyperparameters``): nothing they depend on changes before they
 are used. A draw w ~ N(Λ⁻¹ b, Λ⁻¹) is w = L⁻ᵀ (L⁻¹ b + z) with Λ = L Lᵀ and z ~ N(0, I).
 
-``half_sweep`` below is the NumPy reference of steps 1-2 for one side; ``fast/numba_gibbs.py``
-compiles the same loops (``tests/test_bayes_flipped.py`` ties them). ``Chain`` runs the sweeps;
+``half_sweep`` below is the NumPy reference of steps 1-2 for one side (``draw_rows``, then
+``draw_bag_rows``); ``fast/numba_gibbs.py`` compiles the same two steps (``tests/test_bayes_flipped.py``
+ties them). Step 2 serves any bag table: a table is its rows, the rows of the side whose bags hold
+each of them, and each bag's scale. ``Chain`` runs the sweeps;
 ``BayesFlipped`` holds the posterior mean as one model (``BPMF``'s way: the kept draws' P and Q
 side by side, each scaled by 1/√S; the bags are folded into P and Q, which they fix once
 training ends).
@@ -155,10 +157,10 @@ class Chain:
         self.w = np.ones(len(self.y))                         # each rating's precision is α w_n
         self.user_noise, self.tau = user_noise, np.ones(n_users)
         self.P, self.Q = self.Wu[:, :rank].copy(), self.Wm[:, :rank].copy()
-        self.half = half_sweep
+        self.rows_step, self.bags_step = draw_rows, draw_bag_rows       # steps 1 and 2
         if backend == "numba":
-            from ..fast.numba_gibbs import half_sweep as compiled
-            self.half = compiled
+            from ..fast import numba_gibbs
+            self.rows_step, self.bags_step = numba_gibbs.draw_rows, numba_gibbs.draw_bag_rows
         self.e = self.residuals()
 
     def predict(self, users, movies):
@@ -173,16 +175,24 @@ class Chain:
 
     def sweep(self):
         """One Gibbs sweep: hyperparameters, the user side, the movie side, μ, α."""
-        rng, prior, F = self.rng, self.prior, self.F
+        rng, prior, a = self.rng, self.prior, self.alpha
         hypers = [hyperparameters(T, prior, rng) for T in (self.Wu, self.Y, self.Wm, self.X)]
         z = [rng.standard_normal(T.shape) for T in (self.Wu, self.Y, self.Wm, self.X)]
-        self.half(self.Wu, self.Y, self.P, self.Q, self.s, self.user_holders,
-                  self.by_user, self.movies, self.e, self.w, hypers[0], hypers[1], z[0], z[1], self.alpha)
+        H, g = self.rows_step(self.Wu, self.P, self.Q, self.by_user, self.movies, self.e, self.w,
+                              hypers[0], z[0], a)
+        self.bags_step(self.Y, self.P, H, g, self.s, self.user_holders, hypers[1], z[1], a)
+        self.more_bags("user", H, g)
         self.e = self.residuals()
-        self.half(self.Wm, self.X, self.Q, self.P, self.t, self.movie_holders,
-                  self.by_movie, self.users, self.e, self.w, hypers[2], hypers[3], z[2], z[3], self.alpha)
+        H, g = self.rows_step(self.Wm, self.Q, self.P, self.by_movie, self.users, self.e, self.w,
+                              hypers[2], z[2], a)
+        self.bags_step(self.X, self.Q, H, g, self.t, self.movie_holders, hypers[3], z[3], a)
+        self.more_bags("movie", H, g)
         self.e = self.residuals()
         self.draw_noise()
+
+    def more_bags(self, side, H, g):
+        """Step 2 for bag tables a subclass adds on ``side`` ("user" or "movie"), given that
+        side's statistics H, g: none here (``bayes_hybrid.py`` adds the side information)."""
 
     def draw_noise(self):
         """μ given the rest, then α (step 4), each rating weighted by w_n."""
