@@ -145,6 +145,7 @@ class BayesTimedFlipped(BayesFlipped):
 
     ``n_user_days`` is G, the (user, day) pairs of the training ratings (set by ``fit``)."""
     trained_by = "Gibbs sampling (bayes_timed.TimedChain): no optimiser; fit draws from the posterior"
+    chain_class = TimedChain
 
     def __init__(self, n_users, n_movies, rank=10, samples=200, burn_in=50, thin=2,
                  clip=(1.0, 5.0), beta0=2.0, user_noise=None, n_user_days=0, dtype=np.float32,
@@ -221,9 +222,9 @@ class BayesTimedFlipped(BayesFlipped):
         self.n_user_days, calendar = len(keys), self.user_day.calendar
         self.user_day = UserDayBias(keys, self.dtype, self.xp)   # replaces the empty one
         self.user_day.calendar = calendar
-        return TimedChain(users, movies, y, self.n_users, self.n_movies, self.rank, groups, keys,
-                          prior=prior, seed=self.seed or 0, user_noise=self.user_noise,
-                          backend="numba" if self.backend == "numba" else "numpy")
+        return self.chain_class(users, movies, y, self.n_users, self.n_movies, self.rank, groups,
+                                keys, prior=prior, seed=self.seed or 0, user_noise=self.user_noise,
+                                backend="numba" if self.backend == "numba" else "numpy")
 
     def set_posterior_mean(self, draws):
         """BPMF's posterior mean of the other tables, and the mean day biases."""

@@ -33,6 +33,14 @@ def empty_bags(n_rows):
     return np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int64)
 
 
+def side_features(ds):
+    """The side features of ``ds`` as (movies, users) ``Features``: a movie's genres, its
+    release year in 5-year bins and the tags on at least 5 movies; a user's ml-100k
+    demographics (none elsewhere: empty bags)."""
+    movies = combine(movie_genres(ds), movie_years(ds), movie_tags(ds, min_movies=5))
+    return movies, user_demographics(ds)
+
+
 @register("hybrid", title="hybrid (SVD++ flipped + side information)")
 class Hybrid(FlippedSVDpp):
     """SVD++ flipped plus side-information bags on both sides (module docstring).
@@ -81,11 +89,10 @@ class Hybrid(FlippedSVDpp):
         """The side bags from ``ds``'s files (genres, 5-year bins of the release year, tags on
         at least 5 movies; ml-100k's demographics), N(i), N(j) and μ from the training ratings,
         and the rows of movies and users without a training rating set to zero (cold start)."""
+        movies, users = side_features(ds)
         if "movie_side" not in kwargs:
-            movies = combine(movie_genres(ds), movie_years(ds), movie_tags(ds, min_movies=5))
             kwargs.update(movie_side=movies.bags, movie_features=movies.names or ["none"])
         if "user_side" not in kwargs:
-            users = user_demographics(ds)
             kwargs.update(user_side=users.bags, user_features=users.names or ["none"])
         model = super().for_data(ds, train, **kwargs)
         model.zero_untrained_rows(train)

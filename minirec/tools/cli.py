@@ -35,7 +35,7 @@ import sys
 import warnings
 import zipfile
 
-from ..models import (bayes_flipped, bayes_timed, bpmf, ease, hybrid, multvae,  # noqa: F401  (the built-in
+from ..models import (bayes_flipped, bayes_hybrid, bayes_timed, bpmf, ease, hybrid, multvae,  # noqa: F401  (the built-in
                       recommender, svdpp, svdpp_flipped)  # kinds register themselves)
 from ..backend import default_threads
 from ..io.files import output_file, output_folder, refuse_overlaps
