@@ -17,6 +17,8 @@ The steps, each one setting or one model kind more than the last:
 2. the same model by Gibbs sampling, one noise precision α for every rating;
 3. a noise precision per user, α τ_i with τ_i ~ Gamma(a, a): some users rate more steadily;
 4. timeSVD++'s day bias b_{i,d} (``models/bayes_timed.py``): a user's mood on the day of a rating.
+5. past the record, which uses no side information: the movies' genres, years and tags and the
+   users' demographics as two more bag tables, drawn the same way (``models/bayes_hybrid.py``).
 
 Nothing is chosen here: the settings (``recipes.FITTED``) were chosen on folds u2-u5 with
 benchmarks/record_search.py (docs/ml100k-record.md), and fold u1, the published test, is left
@@ -33,7 +35,7 @@ import numpy as np
 
 import minirec
 from minirec import Adam
-from minirec.models import bayes_flipped, bayes_timed, recipes  # noqa: F401  (registers the kinds)
+from minirec.models import bayes_flipped, bayes_hybrid, bayes_timed, recipes  # noqa: F401  (the kinds)
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--data", default="ml-100k")
@@ -74,7 +76,8 @@ def gibbs(kind, **change):
 steps = {"1. SVD++ flipped (Adam)": adam,
          "2. Bayesian SVD++ flipped, one noise precision": gibbs("bayes-flipped", user_noise=None),
          "3. + a noise precision per user": gibbs("bayes-flipped"),
-         "4. + day biases": gibbs("bayes-flipped-time")}
+         "4. + day biases": gibbs("bayes-flipped-time"),
+         "5. + side information (Bayesian hybrid)": gibbs("bayes-hybrid")}
 first = next(iter(folds))
 rows = {}
 for label, fit in steps.items():
