@@ -376,3 +376,26 @@ def test_minirec_train_fits_the_bayesian_kinds_saves_and_evaluates(tmp_path, cap
         val = float(capsys.readouterr().out.split("validation MSE ")[1].split()[0])
         assert main(["evaluate", "--weights", str(path), "--data", str(release), "--backend", "numpy"]) == 0
         assert f"validation MSE {val:.4f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["bayes-flipped", "bayes-flipped-time", "bayes-hybrid"])
+def test_a_movie_with_no_training_rating_is_not_served(kind):
+    """Movie 8 and user 6 have no ratings in the tiny data: their rows are prior draws, so the
+    fitted model says they were scored from nothing, and ``recommend`` leaves movie 8 out (a
+    Gibbs model that marked no rows used to count every row as trained)."""
+    from types import SimpleNamespace
+    from minirec.models import bayes_hybrid, bayes_timed  # noqa: F401  (the kinds)
+    from minirec.models import recipes
+    from minirec.models.coldstart import scored_from
+    from minirec.tools.analysis import recommend
+    users, movies, y = data()
+    ds = SimpleNamespace(n_users=7, n_movies=9, user=users, movie=movies,
+                         timestamp=np.full(len(y), 17000 * 86400))
+    train = SimpleNamespace(user=users, movie=movies, y=y, x=[users, movies])
+    model = recipes.build(kind, ds, 0, "numpy", train, rank=2, samples=4, burn_in=1, thin=1)
+    model.fit(train.x, y, verbose=0)
+    assert list(scored_from(model, "movie")) == ["trained"] * 8 + ["nothing"]
+    assert scored_from(model, "user")[6] == "nothing"
+    ds.user_ids, ds.movie_ids = np.arange(7) + 1, np.arange(9) + 1
+    picks = [movie for movie, _ in recommend(model, ds, 0, k=9, exclude_seen=False)]
+    assert len(picks) == 8 and 8 not in picks      # every movie but the untrained one

@@ -54,6 +54,7 @@ import numpy as np
 
 from .. import inputs
 from ..backend import to_numpy
+from ..train.objectives import mark_trained
 from .bpmf import BPMF, Prior, hyperparameters
 from .registry import register
 from .svdpp import rated_by
@@ -264,6 +265,7 @@ class BayesFlipped(BPMF):
             if watch is not None:
                 watch(s, chain)
         self.set_posterior_mean(draws)
+        mark_trained(self, *data[:2])  # rows without a rating hold prior draws: not served
         history = History()
         val = self.evaluate(*validation_data) if validation_data is not None else None
         history.append(1, loss=None, lr=None, seconds=time.perf_counter() - start, val_loss=val)

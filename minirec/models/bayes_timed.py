@@ -34,6 +34,7 @@ from .registry import register
 
 DAY = 86400        # seconds
 SHIFT = 2 ** 32    # a (user, day) pair as one int64: user · 2³² + day
+NO_DAY = -1        # the day of a pair never rated: no (user, day) key of training has it
 
 
 def day_keys(users, days):
@@ -173,9 +174,11 @@ class BayesTimedFlipped(BayesFlipped):
         self.user_day.calendar = (pairs, np.asarray(ds.timestamp, np.int64)[first] // DAY)
         return self
 
-    def inputs_of(self, x):
+    def inputs_of(self, x, undated_ok=False):
         """(users, movies, days) from ``x = [users, movies, days]``, or ``[users, movies]`` and
-        the calendar; refuses a pair the calendar does not hold, naming it."""
+        the calendar. A pair the calendar does not hold is refused, naming it, unless
+        ``undated_ok`` (``predict``: a movie the user never rated, to recommend, has no day; it
+        gets ``NO_DAY``, so its day bias is the prior mean, 0)."""
         days = None
         if isinstance(x, (list, tuple)) and len(x) == 3:
             x, days = list(x[:2]), np.asarray(inputs.as_array(x[2], "days"))
@@ -187,11 +190,11 @@ class BayesTimedFlipped(BayesFlipped):
                                  "[users, movies, days] (days since 1970-01-01), or call "
                                  "use_calendar(ds) with the data set the ratings come from")
             at, found = lookup(pairs, users.astype(np.int64) * self.n_movies + movies)
-            if not found.all():
+            if not (found.all() or undated_ok):
                 n = int(np.argmin(found))
                 raise ValueError(f"the calendar has no rating of movie {movies[n]} by user "
                                  f"{users[n]} (input row {n}): give its day in x = [users, movies, days]")
-            days = day[at]
+            days = np.where(found, day[at], NO_DAY)
         if days.shape != users.shape or not np.issubdtype(days.dtype, np.number):
             raise ValueError(f"days of shape {days.shape} for {len(users)} ratings: one day (a number) each")
         return users, movies, days.astype(np.int64)
@@ -251,7 +254,7 @@ class BayesTimedFlipped(BayesFlipped):
 
     def predict(self, x, batch_size=65536):
         """r̂ for ``x = [users, movies, days]`` (or ``[users, movies]`` with the calendar)."""
-        users, movies, days = self.inputs_of(x)
+        users, movies, days = self.inputs_of(x, undated_ok=True)
         out = []
         for i in range(0, len(users), batch_size):
             self.days_in = days[i:i + batch_size]
