@@ -105,8 +105,8 @@ def test_the_model_is_the_chains_posterior_mean_and_saves_and_loads(tmp_path):
     c, days = hybrid_chain(sweeps=0)
     users, movies, y = c.users, c.movies, c.y
     model = BayesHybrid(7, 9, rank=3, samples=6, burn_in=2, thin=2, user_noise=4.0, seed=1,
-                        movie_side=MOVIE_SIDE, user_side=USER_SIDE, movie_features=4,
-                        user_features=2, backend="numpy")
+                        movie_side=MOVIE_SIDE, user_side=USER_SIDE, movie_features=list("abcd"),
+                        user_features=["x", "y"], backend="numpy")
     c.w[:] = 1.0
     model.fit([users, movies, days], y, verbose=0)
     kept = []
@@ -129,9 +129,13 @@ def test_it_refuses_to_fit_without_side_bags_or_with_bags_that_do_not_fit():
     with pytest.raises(ValueError, match="needs the side bags"):
         BayesHybrid(7, 9, samples=2, burn_in=0, backend="numpy").fit([users, movies, days], y, verbose=0)
     with pytest.raises(ValueError, match="movie_side: 9 bags for 9 rows, ids in \\[0, 3\\] for 3 features"):
-        BayesHybrid(7, 9, samples=2, burn_in=0, movie_side=MOVIE_SIDE, movie_features=3,
-                    user_side=USER_SIDE, user_features=2, backend="numpy").fit([users, movies, days], y, verbose=0)
+        BayesHybrid(7, 9, samples=2, burn_in=0, movie_side=MOVIE_SIDE, movie_features=list("abc"),
+                    user_side=USER_SIDE, user_features=["x", "y"], backend="numpy").fit([users, movies, days], y, verbose=0)
     with pytest.raises(ValueError, match="user_side: 6 bags for 7 rows"):
-        BayesHybrid(7, 9, samples=2, burn_in=0, movie_side=MOVIE_SIDE, movie_features=4,
-                    user_side=(USER_SIDE[0][:-1], USER_SIDE[1][:5]), user_features=2,
+        BayesHybrid(7, 9, samples=2, burn_in=0, movie_side=MOVIE_SIDE, movie_features=list("abcd"),
+                    user_side=(USER_SIDE[0][:-1], USER_SIDE[1][:5]), user_features=["x", "y"],
                     backend="numpy").fit([users, movies, days], y, verbose=0)
+    twice = (MOVIE_SIDE[0], np.array([0, 0, 1, 1, 0, 0, 2, 1, 2, 3]))   # movie 3's bag: 0, 0
+    with pytest.raises(ValueError, match="movie_side: the bag of row 3 holds feature 0 more than once"):
+        BayesHybrid(7, 9, samples=2, burn_in=0, movie_side=twice, movie_features=list("abcd"),
+                    user_side=USER_SIDE, user_features=["x", "y"], backend="numpy").fit([users, movies, days], y, verbose=0)

@@ -9,7 +9,7 @@ import pytest
 from minirec import Adam, Hybrid
 from minirec.backend import numba_available
 from minirec.data.movielens import Ratings
-from minirec.models import coldstart
+from minirec.models import coldstart, recipes
 from minirec.models.saved import model_from_weights
 from minirec.nn import gradcheck
 
@@ -115,6 +115,21 @@ def test_fold_in_refuses_what_it_cannot_use():
         coldstart.fold_in(model, [0, 9], [4.0, 3.0])
     with pytest.raises(ValueError, match="finite"):
         coldstart.fold_in(model, [0], [np.nan])
+    plain = recipes.build("bias", SimpleNamespace(n_users=5, n_movies=6), 0, "numpy")
+    with pytest.raises(ValueError, match="reads no user side features"):
+        coldstart.fold_in(plain, [], [], side=[0])      # demographics it cannot read: not ignored
+
+
+@pytest.mark.parametrize("kind", ["bpmf", "bayes-flipped", "bayes-hybrid"])
+def test_fold_in_refuses_a_model_held_as_a_posterior_mean(kind):
+    """A Gibbs model's user bias carries μ: a new user folded in from zero rows would be scored
+    about μ too low (every pick clipped to the lowest rating, as ``recommend --side`` once
+    printed for bayes-hybrid). It is refused, saying why."""
+    from minirec.models import bayes_flipped, bayes_hybrid  # noqa: F401  (the kinds)
+    from minirec.models.registry import KINDS
+    model = KINDS[kind](5, 6, backend="numpy")
+    with pytest.raises(ValueError, match="cannot fold a new user in: its user bias carries the global mean"):
+        coldstart.fold_in(model, [0, 1], [4.0, 3.0])
 
 
 def test_the_cli_trains_the_hybrid_and_folds_a_new_user_in(tmp_path, capsys):

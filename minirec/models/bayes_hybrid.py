@@ -57,30 +57,31 @@ class HybridChain(TimedChain):
 @register("bayes-hybrid", title="Bayesian hybrid: SVD++ flipped + day biases + side information (Gibbs sampling)")
 class BayesHybrid(BayesTimedFlipped):
     """``BayesTimedFlipped`` with side tables (module docstring). ``movie_side`` / ``user_side``:
-    one CSR bag of feature ids per movie / per user, ``movie_features`` / ``user_features``
-    how many features there are (``for_data`` reads them from the data set's files, as the
-    hybrid model does). A loaded model needs none of them: they are folded into its P and Q."""
+    one CSR bag of feature ids per movie / per user, each id once in a bag;
+    ``movie_features`` / ``user_features`` the features' names, as in ``Hybrid`` (saved with
+    the weights; ``for_data`` reads all of them from the data set's files). A loaded model needs
+    no bags: they are folded into its P and Q."""
     trained_by = "Gibbs sampling (bayes_hybrid.HybridChain): no optimiser; fit draws from the posterior"
     chain_class = HybridChain
     not_in_config = ("movie_side", "user_side")
 
     def __init__(self, n_users, n_movies, rank=10, samples=200, burn_in=50, thin=2,
                  clip=(1.0, 5.0), beta0=2.0, user_noise=None, n_user_days=0, movie_side=None,
-                 user_side=None, movie_features=0, user_features=0, dtype=np.float32,
+                 user_side=None, movie_features=(), user_features=(), dtype=np.float32,
                  seed=None, backend=None):
         super().__init__(n_users, n_movies, rank, samples, burn_in, thin, clip, beta0,
                          user_noise, n_user_days, dtype, seed, backend)
         self.movie_side, self.user_side = movie_side, user_side
-        self.movie_features, self.user_features = int(movie_features), int(user_features)
+        self.movie_features, self.user_features = list(movie_features), list(user_features)
 
     @classmethod
     def for_data(cls, ds, train, **kwargs):
         """``BayesTimedFlipped.for_data``'s model, with ``ds``'s side features."""
         movies, users = side_features(ds)
         kwargs.setdefault("movie_side", movies.bags)
-        kwargs.setdefault("movie_features", len(movies.names))
+        kwargs.setdefault("movie_features", movies.names)
         kwargs.setdefault("user_side", users.bags)
-        kwargs.setdefault("user_features", len(users.names))
+        kwargs.setdefault("user_features", users.names)
         return super().for_data(ds, train, **kwargs)
 
     def chain(self, data, y, prior):
@@ -89,11 +90,18 @@ class BayesHybrid(BayesTimedFlipped):
                              "BayesHybrid.for_data(ds, train), or give movie_side and user_side "
                              "(CSR bags of feature ids, one per movie and per user)")
         for name, (offsets, ids), rows, n in (
-                ("movie_side", self.movie_side, self.n_movies, self.movie_features),
-                ("user_side", self.user_side, self.n_users, self.user_features)):
+                ("movie_side", self.movie_side, self.n_movies, len(self.movie_features)),
+                ("user_side", self.user_side, self.n_users, len(self.user_features))):
+            offsets, ids = np.asarray(offsets, np.int64), np.asarray(ids, np.int64)
             if len(offsets) != rows + 1 or (len(ids) and not 0 <= np.min(ids) <= np.max(ids) < n):
                 raise ValueError(f"{name}: {len(offsets) - 1} bags for {rows} rows, ids in "
                                  f"[{np.min(ids) if len(ids) else '-'}, {np.max(ids) if len(ids) else '-'}]"
                                  f" for {n} features: one bag per row, ids below the count")
-        return super().chain(data, y, prior).add_side(self.user_side, self.user_features,
-                                                      self.movie_side, self.movie_features)
+            row = np.repeat(np.arange(rows), np.diff(offsets))
+            pairs, count = np.unique(row * max(n, 1) + ids, return_counts=True)
+            if (count > 1).any():  # step 2 would read it twice in one sum and once in an update
+                r, f = divmod(int(pairs[np.argmax(count > 1)]), max(n, 1))
+                raise ValueError(f"{name}: the bag of row {r} holds feature {f} more than once: "
+                                 "each feature at most once a bag")
+        return super().chain(data, y, prior).add_side(
+            self.user_side, len(self.user_features), self.movie_side, len(self.movie_features))

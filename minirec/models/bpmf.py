@@ -213,6 +213,13 @@ class BPMF(DotProductBias):
     the first ``burn_in`` discarded, then every ``thin``-th kept.
     """
     trained_by = "Gibbs sampling (gibbs.sample): no optimiser; fit draws from the posterior"
+    # coldstart.fold_in fits a new user's rows from zero by gradient steps; here the user's bias
+    # carries μ (and a new user's rows should start at the prior mean, not at zero), so a fold-in
+    # would score every movie far too low: it is refused with this reason.
+    fold_in_refused = ("its user bias carries the global mean μ, and a user it never saw has "
+                       "the prior's rows, not zeros: fold-in would score every movie far too low. "
+                       "Refit with the new user's ratings, or fold into a model trained by "
+                       "gradient steps (bias, svdpp, svdpp-flipped, hybrid)")
 
     def __init__(self, n_users, n_movies, rank=10, samples=200, burn_in=50, thin=2,
                  clip=None, dtype=np.float32, seed=None, backend=None):

@@ -9,7 +9,8 @@ fixed:
     min over the new rows θ:   (1/k) Σ_{j rated} (r̂(new user, j; θ) - r_j)²  +  λ·|θ|²
 
 by full-batch Adam on those rows alone, through the model's own forward and backward (so it
-works for any model whose users are rows of tables). The user's bags are filled too: N(i) (the
+works for any model whose users are rows of tables; the Gibbs models, whose user bias carries
+μ, refuse: ``fold_in_refused``). The user's bags are filled too: N(i) (the
 movies rated, SVD++'s implicit feedback) and, for the hybrid model, their side features (age
 band, gender, ... : ``user_side`` ids). With no ratings at all, nothing is fitted: the new
 user is scored from their bags alone (the demographics of a new ml-100k user).
@@ -80,6 +81,15 @@ def fold_in(model, movies, ratings, side=(), l2=0.3, steps=60, lr=0.2):
     if not np.all(np.isfinite(ratings)):
         raise ValueError("ratings must be finite numbers")
     l2 = inputs.finite_positive("l2", l2) if l2 else 0.0
+    reason = getattr(model, "fold_in_refused", None)
+    if reason:
+        raise ValueError(f"{type(model).__name__} cannot fold a new user in: {reason}")
+    reads_side = any(isinstance(layer, EmbeddingBag) and getattr(layer, "row_kind", None) == "user_feature"
+                     and getattr(layer, "bag_owner", None) == "user" for layer in model.layers.values())
+    if len(side) and not reads_side:
+        raise ValueError(f"{type(model).__name__} reads no user side features (no bag of user "
+                         "features a new user's demographics could fill), so they would change "
+                         "nothing: give ratings alone, or use a model that reads them (hybrid)")
     new = add_user(model, rated=movies, side=side)
     user = model.n_users
     own = [f"{name}.W" for name, layer in new.layers.items()
