@@ -12,9 +12,10 @@ Step 6 ranked with a bias model trained on choices (BPR) and with EASE. Mult-VAE
     loss = -Σ_j x_j log π_j + β KL(q(z | x) || N(0, I))
 
 Each line is a layer with a forward and a backward (``minirec/nn/variational.py``: SparseDense,
-Tanh, Reparameterise, LogSoftmax, the two loss terms). The script prints them in the order the
-backward pass runs (``MultVAE.backward_rows``), gradient-checks the whole model on a tiny copy,
-shows one step of the backward by hand (the softmax's gradient is π·n - x), then trains it with
+Tanh, Reparameterise, LogSoftmax, the two loss terms). The script prints them in forward order
+(the backward pass, ``MultVAE.backward_rows``, runs them from the bottom up), gradient-checks
+the whole model on a tiny copy, shows one step of the backward by hand (the softmax's gradient
+is π·n - x), then trains it with
 its recipe (``multvae.RECIPE``) through the same loop and Adam as every model and ranks beside
 EASE and popularity, as step 6 did.
 
@@ -43,7 +44,7 @@ parser.add_argument("--quick", action="store_true", default=os.environ.get("MINI
 args = parser.parse_args()
 backend = "numpy" if args.quick else None
 
-# ---- 1. the layers, in the order the backward pass meets them ---------------------------------------
+# ---- 1. the layers, in forward order ------------------------------------------------------------------
 rows = (np.array([0, 2, 2, 5, 6, 9]), np.array([2, 5, 0, 1, 2, 3, 0, 4, 5]))  # 5 users' rows, 6 movies
 tiny = MultVAE(5, 6, n_factors=3, hidden=4, dropout=0.3, beta=0.7, bags=rows, dtype=np.float64,
                seed=0, backend="numpy")

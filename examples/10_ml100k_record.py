@@ -17,15 +17,18 @@ The steps, each one setting or one model kind more than the last:
 2. the same model by Gibbs sampling, one noise precision α for every rating;
 3. a noise precision per user, α τ_i with τ_i ~ Gamma(a, a): some users rate more steadily;
 4. timeSVD++'s day bias b_{i,d} (``models/bayes_timed.py``): a user's mood on the day of a rating.
-5. past the record, which uses no side information: the movies' genres, years and tags and the
-   users' demographics as two more bag tables, drawn the same way (``models/bayes_hybrid.py``).
+5. past the record, which uses no side information: the movies' genres, years (and tags, where
+   the release has them: ml-100k has none) and the users' demographics as two more bag tables,
+   drawn the same way (``models/bayes_hybrid.py``).
 
 Nothing is chosen here: the settings (``recipes.FITTED``) were chosen on folds u2-u5 with
 benchmarks/record_search.py (docs/ml100k-record.md), and fold u1, the published test, is left
-out. The first fold's chain prints its posterior mean's test RMSE as the draws accumulate.
+out. Step 4's chain on the first fold prints its posterior mean's test RMSE as the draws
+accumulate.
 
 --quick (or MINIREC_QUICK=1): a small synthetic data set with made-up days, on the NumPy backend,
-a few short chains (seconds; its figures say nothing about real data).
+a few short chains (seconds; its figures say nothing about real data, and it has no side
+features, so step 5 repeats step 4 there).
 """
 import argparse
 import os

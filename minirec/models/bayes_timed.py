@@ -5,7 +5,8 @@ day-specific user bias b_{i,t} (Koren 2009, "Collaborative filtering with tempor
 
 a user's mood on one day: every rating user i made on day d shares b_{i,d}. ml-100k's folds
 split ratings at random, so nearly every test rating shares its (user, day) with training ratings
-(99.2% on fold u2); a pair never seen in training reads its prior mean, 0.
+(99.2% on fold u2: docs/ml100k-record.md gives the command); a pair never seen in training
+reads its prior mean, 0.
 
 The prior and its step in the sweep (after the two halves, before μ and α):
 

@@ -13,9 +13,9 @@ x_i (M,) is user i's row: 1 for each movie they rated in training, else 0.
     loss      -(1/N) Σ_i Σ_j x_ij log π_ij  +  β (1/N) Σ_i KL(N(μ_i, σ²_i) || N(0, I))
 
 The first term is the multinomial log-likelihood of the rows (every rated movie is one draw
-from π_i); the second keeps each user's code near the prior. β grows from 0 to ``beta`` over the
-first ``anneal_steps`` optimiser steps (Liang et al.'s KL annealing; 0: β = ``beta`` from the
-start). A movie's score for ranking is log π_ij at z = μ_i, from the user's training row.
+from π_i); the second keeps each user's code near the prior. β = min(``beta``, t / ``anneal_steps``)
+at optimiser step t: it grows by 1/``anneal_steps`` a step until it reaches ``beta`` (Liang et
+al.'s KL annealing, capped; 0: β = ``beta`` from the start). A movie's score for ranking is log π_ij at z = μ_i, from the user's training row.
 
 The backward pass, in ``backward_rows``, is the forward read from the bottom up; every step is
 ``nn/layers.py``'s ``Dense`` or a piece of ``nn/variational.py`` (``SparseDense``: the first
@@ -94,8 +94,8 @@ class ELBO:
 @register("multvae", title="Mult-VAE (variational autoencoder)")
 class MultVAE(Model):
     """Mult-VAE (module docstring). ``n_factors`` is K, the latent code's size; ``hidden`` H;
-    ``dropout`` the drop probability on the input row; ``beta`` the KL weight reached after
-    ``anneal_steps`` Adam steps; ``l2`` Keras's λ·ΣW² on the five weight matrices (not the
+    ``dropout`` the drop probability on the input row; ``beta`` the KL weight, reached after
+    ``beta`` · ``anneal_steps`` Adam steps (β grows by 1/``anneal_steps`` a step); ``l2`` Keras's λ·ΣW² on the five weight matrices (not the
     biases); ``positive_at`` the rating from which a training pair enters a user's row (default:
     every rated pair). ``bags``: the users' rows as CSR (``svdpp.rated_by``); ``fit`` builds them
     from its training pairs, and saved weights bring them back.
@@ -149,7 +149,7 @@ class MultVAE(Model):
         self.encoder.backward(self.encoder_tanh.backward(dh))      # (the rows are data: no gradient)
 
     def beta_now(self):
-        """β for this step: ``beta``, reached linearly over the first ``anneal_steps`` steps."""
+        """β for this step: min(``beta``, t / ``anneal_steps``) at optimiser step t."""
         if not self.anneal_steps:
             return self.beta
         steps = self.optimizer.iterations if self.optimizer is not None else 0
