@@ -111,6 +111,7 @@ def warm(ds, name, folds, with_surprise):
             seconds.append(time.perf_counter() - start)
             mse = model.evaluate(test.x, test.y)
             scores.append(mse if name == "2016" else float(np.sqrt(mse)))
+            print(f"{title} | split {len(scores)}: {scores[-1]:.4f} in {seconds[-1]:.1f} s", flush=True)
         rows.append((title, scores, seconds))
     if with_surprise and name == "100k":
         try:

@@ -87,13 +87,16 @@ for label, fit in steps.items():
     scores, seconds = [], []
     for name, (train, test) in folds.items():
         talk = label.startswith("4.") and name == first
-        if talk:
+        if talk:  # this chain prints as it draws; the others say what they are fitting
             print(f"{label} on {name}, its test ratings given as validation data: the RMSE as the draws accumulate")
+        else:
+            print(f"{label}, {name}: fitting ...", end="", flush=True)
         start = time.perf_counter()
         model = fit(train, test, verbose=int(talk))
         seconds.append(time.perf_counter() - start)
         scores.append(float(np.sqrt(model.evaluate(test.x, test.y))))
-        print(f"{label}, {name}: test RMSE {scores[-1]:.4f}, fitted in {seconds[-1]:.1f} s", flush=True)
+        print(f"{f'{label}, {name}:' if talk else ''} test RMSE {scores[-1]:.4f}, fitted in "
+              f"{seconds[-1]:.1f} s", flush=True)
     rows[label] = (scores, float(np.mean(seconds)))
 
 print(f"\ntest RMSE on {ds}; seconds to fit a fold (the first fit of a kind includes compiling)\n")

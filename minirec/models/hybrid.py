@@ -89,11 +89,12 @@ class Hybrid(FlippedSVDpp):
         """The side bags from ``ds``'s files (genres, 5-year bins of the release year, tags on
         at least 5 movies; ml-100k's demographics), N(i), N(j) and μ from the training ratings,
         and the rows of movies and users without a training rating set to zero (cold start)."""
-        movies, users = side_features(ds)
-        if "movie_side" not in kwargs:
-            kwargs.update(movie_side=movies.bags, movie_features=movies.names or ["none"])
-        if "user_side" not in kwargs:
-            kwargs.update(user_side=users.bags, user_features=users.names or ["none"])
+        if "movie_side" not in kwargs or "user_side" not in kwargs:  # read the files only if needed
+            movies, users = side_features(ds)
+            kwargs.setdefault("movie_side", movies.bags)
+            kwargs.setdefault("movie_features", movies.names or ["none"])
+            kwargs.setdefault("user_side", users.bags)
+            kwargs.setdefault("user_features", users.names or ["none"])
         model = super().for_data(ds, train, **kwargs)
         model.zero_untrained_rows(train)
         return model

@@ -13,9 +13,10 @@ x_i (M,) is user i's row: 1 for each movie they rated in training, else 0.
     loss      -(1/N) Σ_i Σ_j x_ij log π_ij  +  β (1/N) Σ_i KL(N(μ_i, σ²_i) || N(0, I))
 
 The first term is the multinomial log-likelihood of the rows (every rated movie is one draw
-from π_i); the second keeps each user's code near the prior. β = min(``beta``, t / ``anneal_steps``)
-at optimiser step t: it grows by 1/``anneal_steps`` a step until it reaches ``beta`` (Liang et
-al.'s KL annealing, capped; 0: β = ``beta`` from the start). A movie's score for ranking is log π_ij at z = μ_i, from the user's training row.
+from π_i); the second keeps each user's code near the prior. At optimiser step t,
+β = min(``beta``, t / ``anneal_steps``): it grows by 1/``anneal_steps`` a step until it reaches
+``beta`` (Liang et al.'s KL annealing, capped; 0: β = ``beta`` from the start). A movie's score
+for ranking is log π_ij at z = μ_i, from the user's training row.
 
 The backward pass, in ``backward_rows``, is the forward read from the bottom up; every step is
 ``nn/layers.py``'s ``Dense`` or a piece of ``nn/variational.py`` (``SparseDense``: the first
@@ -95,8 +96,8 @@ class ELBO:
 class MultVAE(Model):
     """Mult-VAE (module docstring). ``n_factors`` is K, the latent code's size; ``hidden`` H;
     ``dropout`` the drop probability on the input row; ``beta`` the KL weight, reached after
-    ``beta`` · ``anneal_steps`` Adam steps (β grows by 1/``anneal_steps`` a step); ``l2`` Keras's λ·ΣW² on the five weight matrices (not the
-    biases); ``positive_at`` the rating from which a training pair enters a user's row (default:
+    ``beta`` · ``anneal_steps`` Adam steps (β grows by 1/``anneal_steps`` a step); ``l2``
+    Keras's λ·ΣW² on the five weight matrices (not the biases); ``positive_at`` the rating from which a training pair enters a user's row (default:
     every rated pair). ``bags``: the users' rows as CSR (``svdpp.rated_by``); ``fit`` builds them
     from its training pairs, and saved weights bring them back.
     """
